@@ -1,0 +1,56 @@
+"""Model Family Explorer: compare a foundation model with the models made from it.
+
+The public API (``import explorer as fx``) is resolved lazily so that ``family-explorer --help``
+and other light entry points do not pay for importing torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "ModelRef": "explorer.core.family",
+    "Family": "explorer.core.family",
+    "load_family": "explorer.core.family",
+    "discover_descendants": "explorer.core.family",
+    "list_presets": "explorer.core.family",
+    "SamplingParams": "explorer.core.sampling",
+    "SampleSet": "explorer.core.sampling",
+    "sample": "explorer.core.sampling",
+    "CancelToken": "explorer.core.sampling",
+    "Cancelled": "explorer.core.sampling",
+    "score_texts": "explorer.core.scoring",
+    "cross_score": "explorer.core.scoring",
+    "log_ratio": "explorer.core.scoring",
+    "divergence": "explorer.core.scoring",
+    "variability": "explorer.core.metrics",
+    "register_metric": "explorer.core.metrics",
+    "list_metrics": "explorer.core.metrics",
+    "provenance": "explorer.core.provenance",
+    "attribute": "explorer.core.attribution",
+    "attribute_samples": "explorer.core.attribution",
+    "Attribution": "explorer.core.attribution",
+    "register_method": "explorer.core.attribution",
+    "list_methods": "explorer.core.attribution",
+    "Explorer": "explorer.app",
+    "load_probes": "explorer.zoo",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'explorer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

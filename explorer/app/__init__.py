@@ -1,0 +1,1 @@
+"""The widget app: state, controller and views."""

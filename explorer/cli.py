@@ -1,0 +1,118 @@
+"""`family-explorer`: serve the app (or a lesson) with Voila, rebuild the zoo, run sweeps.
+
+Kept free of heavy imports at module level so that `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_NOTEBOOK = "explorer.ipynb"
+SUBCOMMANDS = ("zoo",)
+
+
+def notebooks_dir() -> Path:
+    """Where the bundled notebooks are: the checkout's `notebooks/` or the installed package."""
+    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    if (checkout / DEFAULT_NOTEBOOK).is_file():
+        return checkout
+    return Path(str(resources.files("explorer.notebooks")))
+
+
+def resolve_notebook(name: str | None) -> Path:
+    """A notebook path from a user's argument: an existing file, or a bundled notebook's name."""
+    if name is None:
+        return notebooks_dir() / DEFAULT_NOTEBOOK
+    given = Path(name)
+    if given.is_file():
+        return given.resolve()
+    bundled = notebooks_dir() / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if bundled.is_file():
+        return bundled
+    available = ", ".join(sorted(p.name for p in notebooks_dir().glob("*.ipynb")))
+    raise SystemExit(f"family-explorer: no notebook {name!r}. Bundled notebooks: {available}")
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="family-explorer",
+        description=(
+            "Serve the Model Family Explorer app (or a lesson notebook) with Voila. "
+            "Other commands: `family-explorer zoo build --out DIR [--quick]` rebuilds the "
+            "bundled fable model family."
+        ),
+    )
+    parser.add_argument("notebook", nargs="?", help="notebook file or bundled lesson name")
+    parser.add_argument("--port", type=int, default=8866, help="port (default 8866)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    parser.add_argument(
+        "--show-sources", action="store_true", help="show code cells (stripped by default)"
+    )
+    parser.add_argument(
+        "--preheat",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep K kernels pre-started with the notebook already run (faster first page)",
+    )
+    return parser
+
+
+def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
+    """The exact Voila command line for the given serve arguments."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        f"--port={args.port}",
+        f"--Voila.ip={args.host}",
+        f"--theme={args.theme}",
+        f"--strip_sources={not args.show_sources}",
+        "--show_tracebacks=False",
+    ]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if args.preheat > 0:
+        cmd += [
+            "--preheat_kernel=True",
+            f"--VoilaKernelManager.default_pool_size={args.preheat}",
+        ]
+    return cmd
+
+
+def serve(argv: list[str]) -> int:
+    args = serve_parser().parse_args(argv)
+    notebook = resolve_notebook(args.notebook)
+    cmd = voila_command(args, notebook)
+    print(f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True)
+    if shutil.which(sys.executable) is None:  # pragma: no cover - defensive
+        raise SystemExit("family-explorer: cannot find the Python interpreter")
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover - execv does not return
+
+
+def zoo(argv: list[str]) -> int:
+    from explorer.zoo.cli import main as zoo_main
+
+    return zoo_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "zoo":
+        return zoo(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Shared fixtures: the shipped fable zoo, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def zoo_path():
+    from explorer.zoo import zoo_dir
+
+    path = zoo_dir()
+    if not (path / "fable-base" / "model.safetensors").is_file():
+        pytest.fail(f"the fable zoo is not built at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fable(zoo_path):
+    """The shipped fable family with its own model store (shared across the session)."""
+    import explorer as fx
+    from explorer.core.store import ModelStore
+
+    return fx.load_family("fable", store=ModelStore())
+
+
+@pytest.fixture(scope="session")
+def fable_tokenizer(zoo_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(zoo_path / "fable-base")

@@ -1,0 +1,65 @@
+"""The ground every issue stands on: layering, the CLI, the README/CI contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from explorer import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_core_imports_no_widget_code():
+    code = (
+        "import sys, explorer.core, explorer.core.family, explorer.core.sampling; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'IPython')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_help_lists_the_serve_flags():
+    done = subprocess.run(
+        [sys.executable, "-m", "explorer.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    for flag in ("--port", "--host", "--no-browser", "zoo build"):
+        assert flag in done.stdout
+
+
+def test_voila_command_binds_loopback_and_strips_sources_by_default():
+    args = cli.serve_parser().parse_args(["--no-browser", "--port", "9999"])
+    cmd = cli.voila_command(args, cli.resolve_notebook(None))
+    assert "--Voila.ip=127.0.0.1" in cmd
+    assert "--port=9999" in cmd
+    assert "--strip_sources=True" in cmd
+    assert "--no-browser" in cmd
+    assert cmd[3].endswith("explorer.ipynb")
+
+
+def test_unknown_notebook_is_a_clear_error():
+    done = subprocess.run(
+        [sys.executable, "-m", "explorer.cli", "no-such-lesson"], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "no notebook 'no-such-lesson'" in done.stderr
+    assert "explorer.ipynb" in done.stderr
+
+
+def readme_command(marker: str) -> str:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    hits = [ln.strip() for ln in lines if ln.strip().startswith("python3 -m venv") and marker in ln]
+    assert len(hits) == 1, f"expected one README command containing {marker!r}, got {hits}"
+    return hits[0]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    command = readme_command("pytest")
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_start_command_serves_the_app():
+    assert readme_command("family-explorer").endswith("family-explorer")
