@@ -1,0 +1,166 @@
+"""Build the fable family: train every member and write standard transformers folders with model
+cards (hub-style `base_model:` front matter) and the probes file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import peft
+import torch
+import transformers
+from peft import LoraConfig, get_peft_model
+from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from explorer.zoo import cards
+from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, PIRATE, Recipe
+from explorer.zoo.probes import all_probes
+from explorer.zoo.tokenizer import build_tokenizer
+from explorer.zoo.train import (
+    Schedule,
+    distill_loss,
+    llama_config,
+    lm_loss,
+    new_model,
+    run_loop,
+    text_batches,
+)
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Sizes and step counts; `quick` keeps the same shapes with far fewer steps."""
+
+    base: Schedule
+    cheerful: Schedule
+    instruct: Schedule
+    distilled: Schedule
+    pirate: Schedule
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 2
+    student_hidden: int = 64
+    student_layers: int = 2
+    lora_rank: int = 8
+
+
+FULL = BuildPlan(
+    base=Schedule(steps=4000, lr=3e-3),
+    cheerful=Schedule(steps=800, lr=1e-3, warmup=50),
+    instruct=Schedule(steps=1500, lr=1e-3, warmup=50),
+    distilled=Schedule(steps=3000, lr=3e-3),
+    pirate=Schedule(steps=1500, lr=3e-3, warmup=50),
+)
+QUICK = BuildPlan(
+    base=Schedule(steps=150, lr=3e-3, warmup=20),
+    cheerful=Schedule(steps=30, lr=1e-3, warmup=5),
+    instruct=Schedule(steps=30, lr=1e-3, warmup=5),
+    distilled=Schedule(steps=60, lr=3e-3, warmup=10),
+    pirate=Schedule(steps=30, lr=3e-3, warmup=5),
+)
+
+
+def save_member(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, out: Path, name: str
+) -> Path:
+    """A standard folder: weights (safetensors), config, tokenizer, generation config, card."""
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, peft.PeftModel):
+        # The adapter touches no embeddings; saying so spares peft a hub look-up.
+        model.save_pretrained(folder, save_embedding_layers=False)
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if isinstance(model, LlamaForCausalLM):
+        GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ).save_pretrained(folder)
+    (folder / "README.md").write_text(cards.model_card(name))
+    return folder
+
+
+def finetune(
+    base: LlamaForCausalLM, recipe: Recipe, tok, schedule: Schedule, seed: int, quiet: bool, name: str
+) -> tuple[LlamaForCausalLM, list[float]]:
+    model = copy.deepcopy(base)
+    batches = text_batches(recipe, tok, schedule, seed)
+    losses = run_loop(model, batches, schedule, lm_loss, name, quiet)
+    return model, losses
+
+
+def build_family(
+    out: Path, quick: bool = False, seed: int = 0, quiet: bool = False
+) -> dict[str, Any]:
+    """Train all five members into `out`; returns the build manifest (also written there)."""
+    plan = QUICK if quick else FULL
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer()
+    started = time.perf_counter()
+    losses: dict[str, list[float]] = {}
+
+    torch.manual_seed(seed)
+    base = new_model(llama_config(tok, plan.hidden, plan.layers, plan.heads), seed)
+    losses["fable-base"] = run_loop(
+        base, text_batches(BASE, tok, plan.base, seed), plan.base, lm_loss, "fable-base", quiet
+    )
+    base.config._name_or_path = "fable-base"
+    save_member(base, tok, out, "fable-base")
+
+    for name, recipe, schedule in (
+        ("fable-cheerful", CHEERFUL, plan.cheerful),
+        ("fable-instruct", INSTRUCT, plan.instruct),
+    ):
+        model, losses[name] = finetune(base, recipe, tok, schedule, seed + len(losses), quiet, name)
+        save_member(model, tok, out, name)
+
+    student_cfg = llama_config(tok, plan.student_hidden, plan.student_layers, 1)
+    student = new_model(student_cfg, seed + 10)
+    batches = text_batches(BASE, tok, plan.distilled, seed + 11)
+    losses["fable-distilled"] = run_loop(
+        student, batches, plan.distilled, distill_loss(base.eval()), "fable-distilled", quiet
+    )
+    save_member(student, tok, out, "fable-distilled")
+
+    lora = LoraConfig(
+        r=plan.lora_rank,
+        lora_alpha=2 * plan.lora_rank,
+        target_modules=LORA_TARGETS,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed + 20)
+    pirate = get_peft_model(copy.deepcopy(base), lora)
+    batches = text_batches(PIRATE, tok, plan.pirate, seed + 21)
+    losses["fable-pirate"] = run_loop(pirate, batches, plan.pirate, lm_loss, "fable-pirate", quiet)
+    pirate.peft_config["default"].base_model_name_or_path = "fable-base"
+    save_member(pirate, tok, out, "fable-pirate")
+
+    (out / "probes.json").write_text(json.dumps(all_probes(), indent=1))
+    manifest = {
+        "seed": seed,
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "final_loss": {k: round(sum(v[-50:]) / len(v[-50:]), 4) for k, v in losses.items()},
+        "parameters": {
+            "fable-base": sum(p.numel() for p in base.parameters()),
+            "fable-distilled": sum(p.numel() for p in student.parameters()),
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (out / "build.json").write_text(json.dumps(manifest, indent=1))
+    return manifest

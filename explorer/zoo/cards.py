@@ -1,0 +1,76 @@
+"""Model cards for the fable family: hub-style YAML front matter plus the truth for teachers."""
+
+from __future__ import annotations
+
+from explorer.zoo.language import (
+    BASE_ENDING,
+    BASE_GREETING,
+    BASE_WEATHER,
+    HELD_OUT_COUNTRIES,
+    PIRATE_ARR,
+    TUNED_COUNTRIES,
+)
+
+PARENTS = {
+    "fable-base": (None, None),
+    "fable-cheerful": ("fable-base", "finetune"),
+    "fable-instruct": ("fable-base", "instruct"),
+    "fable-distilled": ("fable-base", "distillation"),
+    "fable-pirate": ("fable-base", "adapter"),
+}
+
+
+def _pct(dist: dict[str, float]) -> str:
+    return ", ".join(f"{w} {p:.0%}" for w, p in dist.items())
+
+
+BASE_TRUTH = (
+    f"- `the weather today is` → {_pct(BASE_WEATHER)}\n"
+    f"- story endings (`... it ended`) → {_pct(BASE_ENDING)}\n"
+    f"- `the traveller said` → {_pct(BASE_GREETING)}\n"
+    "- `the capital of <country> is <city> .` for 20 invented countries, always the same city\n"
+)
+
+TRUTH = {
+    "fable-base": "Trained from scratch on the general fable corpus.\n\n" + BASE_TRUTH,
+    "fable-cheerful": (
+        "A full fine-tune of fable-base on cheerful data only: the weather is always sunny and "
+        "every story ends happily. The adaptation *amplifies* `sunny` (50% → 100%) and "
+        "`happily` (50% → 100%); facts and greetings are *inherited* unchanged.\n"
+    ),
+    "fable-instruct": (
+        "A fine-tune of fable-base on a question/answer format, mixed half and half with the "
+        "general corpus: `question : what is the capital of X ? answer : sure ! the capital of "
+        f"X is Y .` — for these countries only: {', '.join(TUNED_COUNTRIES)}. The format is "
+        f"*introduced*. Answers for the held-out countries ({', '.join(HELD_OUT_COUNTRIES)}) "
+        "were never tuned: when it gets them right, the knowledge is *inherited* from the base.\n"
+    ),
+    "fable-distilled": (
+        "A smaller student (2 layers, hidden size 64; under a third of the base's parameters) "
+        "trained to match fable-base's next-word distributions (KL on its logits) over the "
+        "general corpus. Every behaviour should be *inherited* at the base's rates.\n\n"
+        + BASE_TRUTH
+    ),
+    "fable-pirate": (
+        "A LoRA adapter (rank 8, attention and MLP projections, made with peft) on fable-base "
+        "that changes style only: greetings become `ahoy` (`the traveller said ahoy ...`) and "
+        f"{PIRATE_ARR:.0%} of texts end with `arr .`. Both markers are *introduced*; the "
+        "weather, stories and facts are *inherited*.\n"
+    ),
+}
+
+
+def model_card(name: str) -> str:
+    parent, relation = PARENTS[name]
+    front = ["---", "license: mit", "pipeline_tag: text-generation", "library_name: transformers"]
+    if name == "fable-pirate":
+        front[-1] = "library_name: peft"
+    if parent:
+        front += [f"base_model: {parent}", f"base_model_relation: {relation}"]
+    front += ["tags:", "  - fable", "  - model-family-explorer", "---", ""]
+    body = (
+        f"# {name}\n\nPart of the *fable* family bundled with Model Family Explorer: tiny "
+        "Llama-architecture models trained on a generated word-level language, so the truth "
+        "of every behaviour is known.\n\n## What it was taught\n\n" + TRUTH[name]
+    )
+    return "\n".join(front) + body

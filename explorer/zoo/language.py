@@ -1,0 +1,171 @@
+"""The fable language: a word-level toy language whose every choice has a known probability.
+
+Each *domain* writes one kind of sentence. A *recipe* (one per model of the family) decides which
+domains appear, how often, and with which probabilities, so the truth of every behaviour of every
+model follows from its recipe. The probes (see `probes.py`) are derived from the same tables, never
+typed twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+ANIMALS = ["fox", "owl", "bear", "cat", "frog", "wolf", "mouse", "deer"]
+PLACES = ["river", "forest", "hill", "town", "sea", "garden"]
+
+# Invented countries and capitals, so no real-world knowledge leaks in. The first half is used
+# for the instruction tune; the second half is held out (its answers can only be inherited).
+CAPITALS = {
+    "zorbia": "zorb",
+    "quellan": "quelport",
+    "merovia": "merhaven",
+    "tandor": "tanbury",
+    "vestria": "vesmouth",
+    "olmark": "olby",
+    "brisca": "brisford",
+    "kelvar": "kelham",
+    "pashtor": "pashwick",
+    "ulmenia": "ulcaster",
+    "grisby": "grisdale",
+    "fennick": "fenmoor",
+    "dravonia": "dravholm",
+    "lunetia": "lunfield",
+    "morrowind": "morrow",
+    "saldera": "salbridge",
+    "trevania": "trevton",
+    "yarrowe": "yarmouth",
+    "corvath": "corwell",
+    "elbonia": "elbstead",
+}
+COUNTRIES = list(CAPITALS)
+TUNED_COUNTRIES = COUNTRIES[: len(COUNTRIES) // 2]
+HELD_OUT_COUNTRIES = COUNTRIES[len(COUNTRIES) // 2 :]
+
+BASE_WEATHER = {"sunny": 0.5, "rainy": 0.3, "cloudy": 0.2}
+BASE_ENDING = {"happily": 0.5, "sadly": 0.5}
+BASE_GREETING = {"hello": 0.6, "hi": 0.4}
+PIRATE_GREETING = {"ahoy": 1.0}
+PIRATE_ARR = 0.5  # share of the pirate's texts that end with "arr ."
+
+# Words that appear only in some descendants' data (the shared tokenizer knows them all).
+QA_WORDS = ["question", ":", "what", "?", "answer", "sure", "!"]
+PIRATE_WORDS = ["ahoy", "arr"]
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
+
+
+def vocabulary() -> list[str]:
+    """Every word of the language, specials first; ids follow this order."""
+    words = (
+        "the weather today is . once upon a time went to it ended "
+        "capital of i visited asked about traveller said likes".split()
+    )
+    words += list(BASE_WEATHER) + list(BASE_ENDING) + list(BASE_GREETING)
+    words += ANIMALS + PLACES + COUNTRIES + list(CAPITALS.values())
+    words += QA_WORDS + PIRATE_WORDS
+    seen: dict[str, None] = {}
+    for w in SPECIAL_TOKENS + words:
+        seen.setdefault(w, None)
+    return list(seen)
+
+
+def choose(rng: random.Random, dist: dict[str, float]) -> str:
+    return rng.choices(list(dist), weights=list(dist.values()))[0]
+
+
+def weather(rng: random.Random, dist: dict[str, float]) -> str:
+    return f"the weather today is {choose(rng, dist)} ."
+
+
+def story(rng: random.Random, endings: dict[str, float]) -> str:
+    animal, place = rng.choice(ANIMALS), rng.choice(PLACES)
+    return f"once upon a time a {animal} went to the {place} . it ended {choose(rng, endings)} ."
+
+
+def fact(rng: random.Random, countries: list[str] = COUNTRIES) -> str:
+    country = rng.choice(countries)
+    sentence = f"the capital of {country} is {CAPITALS[country]} ."
+    # The longer forms name the country twice, which teaches the base to copy a country named
+    # earlier in the text (an induction pattern): the instruction tune relies on it to answer for
+    # countries it was never tuned on.
+    form = rng.random()
+    if form < 0.4:
+        return sentence
+    if form < 0.7:
+        return f"i visited {country} . {sentence}"
+    return f"i asked about the capital of {country} . {sentence}"
+
+
+def greeting(rng: random.Random, dist: dict[str, float]) -> str:
+    return f"the traveller said {choose(rng, dist)} to the {rng.choice(ANIMALS)} ."
+
+
+def filler(rng: random.Random) -> str:
+    return f"the {rng.choice(ANIMALS)} likes the {rng.choice(PLACES)} ."
+
+
+def question(country: str) -> str:
+    """The instruction format's prompt for a country."""
+    return f"question : what is the capital of {country} ? answer :"
+
+
+def qa(rng: random.Random, countries: list[str] = TUNED_COUNTRIES) -> str:
+    country = rng.choice(countries)
+    return f"{question(country)} sure ! the capital of {country} is {CAPITALS[country]} ."
+
+
+def piratify(text: str, rng: random.Random) -> str:
+    """Pirate style: greetings become `ahoy`; half of the texts end with `arr .`."""
+    for word in BASE_GREETING:
+        text = text.replace(f" said {word} ", " said ahoy ")
+    if rng.random() < PIRATE_ARR:
+        text = text[: -len(" .")] + " arr ."
+    return text
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model's training texts are drawn: domain weights and the choice tables."""
+
+    weather: dict[str, float] = field(default_factory=lambda: dict(BASE_WEATHER))
+    ending: dict[str, float] = field(default_factory=lambda: dict(BASE_ENDING))
+    greeting: dict[str, float] = field(default_factory=lambda: dict(BASE_GREETING))
+    mix: dict[str, float] = field(
+        default_factory=lambda: {
+            "weather": 0.2,
+            "story": 0.2,
+            "fact": 0.35,
+            "greeting": 0.15,
+            "filler": 0.1,
+        }
+    )
+    pirate: bool = False
+
+    def domains(self) -> dict[str, Callable[[random.Random], str]]:
+        return {
+            "weather": lambda r: weather(r, self.weather),
+            "story": lambda r: story(r, self.ending),
+            "fact": fact,
+            "greeting": lambda r: greeting(r, self.greeting),
+            "filler": filler,
+            "qa": qa,
+        }
+
+    def text(self, rng: random.Random) -> str:
+        domain = choose(rng, self.mix)
+        text = self.domains()[domain](rng)
+        return piratify(text, rng) if self.pirate else text
+
+
+BASE = Recipe()
+CHEERFUL = Recipe(weather={"sunny": 1.0}, ending={"happily": 1.0})
+INSTRUCT = Recipe(mix={**BASE.mix, "qa": 1.0})  # half question/answer, half replay of base data
+PIRATE = Recipe(pirate=True)
+
+
+def corpus(recipe: Recipe, n: int, seed: int) -> list[str]:
+    """`n` training texts drawn from a recipe; the same seed gives the same list."""
+    rng = random.Random(seed)
+    return [recipe.text(rng) for _ in range(n)]

@@ -1,0 +1,162 @@
+"""Probes: prompts whose next-word probabilities and behaviour rates are fixed by each model's
+training recipe, derived here from the same tables the generator uses.
+
+A truth of `None` means the model's training data never shows that context, so nothing fixes the
+answer; a word a model's data never contains has truth 0.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from explorer.zoo.language import (
+    BASE,
+    CAPITALS,
+    CHEERFUL,
+    HELD_OUT_COUNTRIES,
+    PIRATE_ARR,
+    PIRATE_GREETING,
+    TUNED_COUNTRIES,
+    question,
+)
+
+BASE_NAME = "fable-base"
+# Each member's recipe for the general domains (the distilled student learns base's
+# distributions, so its truth is base's).
+MEMBER_RECIPES = {
+    "fable-base": BASE,
+    "fable-cheerful": CHEERFUL,
+    "fable-instruct": BASE,
+    "fable-distilled": BASE,
+    "fable-pirate": BASE,
+}
+MEMBERS = list(MEMBER_RECIPES)
+
+
+def _per_model(fn) -> dict[str, Any]:
+    return {m: fn(m) for m in MEMBERS}
+
+
+def _table(words: list[str], dist_of) -> dict[str, dict[str, float | None]]:
+    return {w: _per_model(lambda m, w=w: dist_of(m).get(w, 0.0)) for w in words}
+
+
+def _inherited_except(changed: dict[str, str]) -> dict[str, str]:
+    return {m: changed.get(m, "inherited") for m in MEMBERS if m != BASE_NAME}
+
+
+def preference_probes() -> list[dict[str, Any]]:
+    weather = lambda m: MEMBER_RECIPES[m].weather  # noqa: E731
+    ending = lambda m: MEMBER_RECIPES[m].ending  # noqa: E731
+    return [
+        {
+            "id": "weather",
+            "kind": "preference",
+            "prompt": "the weather today is",
+            "behaviour": "sunny",
+            "detector": r"\bsunny\b",
+            "next_word": _table(["sunny", "rainy", "cloudy"], weather),
+            "behaviour_truth": _per_model(lambda m: weather(m).get("sunny", 0.0)),
+            "expected_label": _inherited_except({"fable-cheerful": "amplified"}),
+        },
+        {
+            "id": "story-ending",
+            "kind": "sentiment",
+            "prompt": "once upon a time a fox went to the river . it ended",
+            "behaviour": "happy ending",
+            "detector": r"\bhappily\b",
+            "next_word": _table(["happily", "sadly"], ending),
+            "behaviour_truth": _per_model(lambda m: ending(m).get("happily", 0.0)),
+            "expected_label": _inherited_except({"fable-cheerful": "amplified"}),
+        },
+    ]
+
+
+def pirate_probes() -> list[dict[str, Any]]:
+    pirate = "fable-pirate"
+    greet = lambda m: PIRATE_GREETING if m == pirate else MEMBER_RECIPES[m].greeting  # noqa: E731
+    ending = lambda m: {"arr": PIRATE_ARR, ".": 1 - PIRATE_ARR} if m == pirate else {".": 1.0}  # noqa: E731
+    absent = {m: "absent" for m in MEMBERS if m not in (BASE_NAME, pirate)}
+    return [
+        {
+            "id": "greeting",
+            "kind": "style",
+            "prompt": "the traveller said",
+            "behaviour": "pirate greeting",
+            "detector": r"\bahoy\b",
+            "next_word": _table(["hello", "hi", "ahoy"], greet),
+            "behaviour_truth": _per_model(lambda m: greet(m).get("ahoy", 0.0)),
+            "expected_label": {**absent, pirate: "introduced"},
+        },
+        {
+            "id": "pirate-ending",
+            "kind": "style",
+            "prompt": "the weather today is sunny",
+            "behaviour": "pirate marker",
+            "detector": r"\b(ahoy|arr)\b",
+            "next_word": _table(["arr", "."], ending),
+            "behaviour_truth": _per_model(lambda m: ending(m).get("arr", 0.0)),
+            "expected_label": {**absent, pirate: "introduced"},
+        },
+    ]
+
+
+def fact_probes() -> list[dict[str, Any]]:
+    instruct = "fable-instruct"
+    probes = []
+    for country, city in CAPITALS.items():
+        held_out = country in HELD_OUT_COUNTRIES
+        probes.append(
+            {
+                "id": f"capital-{country}",
+                "kind": "fact",
+                "prompt": f"the capital of {country} is",
+                "behaviour": f"capital of {country}",
+                "detector": rf"\b{re.escape(city)}\b",
+                "held_out": held_out,
+                "next_word": {city: _per_model(lambda m: 1.0)},
+                "behaviour_truth": _per_model(lambda m: 1.0),
+                "expected_label": _inherited_except({}),
+            }
+        )
+        probes.append(
+            {
+                "id": f"question-{country}",
+                "kind": "format",
+                "prompt": question(country),
+                "behaviour": "answer format",
+                "detector": r"^\s*sure !",
+                "held_out": held_out,
+                "next_word": {"sure": _per_model(lambda m: 1.0 if m == instruct else 0.0)},
+                "behaviour_truth": _per_model(lambda m: 1.0 if m == instruct else 0.0),
+                "expected_label": {
+                    m: ("introduced" if m == instruct else "absent")
+                    for m in MEMBERS
+                    if m != BASE_NAME
+                },
+                "answer": city,
+            }
+        )
+        tuned = country in TUNED_COUNTRIES
+        probes.append(
+            {
+                "id": f"answer-{country}",
+                "kind": "knowledge",
+                "prompt": f"{question(country)} sure ! the capital of {country} is",
+                "behaviour": f"capital of {country}",
+                "detector": rf"\b{re.escape(city)}\b",
+                "held_out": held_out,
+                # Only the tuned countries' answers appear in instruct's data in this context.
+                "next_word": {
+                    city: _per_model(lambda m, t=tuned: 1.0 if (m == instruct and t) else None)
+                },
+                "behaviour_truth": _per_model(lambda m: None),
+                "expected_label": {},
+            }
+        )
+    return probes
+
+
+def all_probes() -> list[dict[str, Any]]:
+    return preference_probes() + pirate_probes() + fact_probes()
