@@ -1,0 +1,47 @@
+"""Tiny models built inside tests (no download): odd architectures, hostile configs, pickles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+
+def tiny_llama(folder: Path, tokenizer, seed: int = 0, **generation) -> Path:
+    """A randomly initialised 2-layer Llama on `tokenizer`, saved as safetensors."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if generation:
+        GenerationConfig(**generation).save_pretrained(folder)
+    return folder
+
+
+def pickled_llama(folder: Path, tokenizer) -> Path:
+    """The same tiny model, but with its weights only as a pickled `pytorch_model.bin`."""
+    tiny_llama(folder, tokenizer)
+    from safetensors.torch import load_file
+
+    state = load_file(folder / "model.safetensors")
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return folder
+
+
+def tiny_bert(folder: Path, tokenizer) -> Path:
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    model = BertModel(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
