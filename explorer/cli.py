@@ -94,7 +94,9 @@ def serve(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     notebook = resolve_notebook(args.notebook)
     cmd = voila_command(args, notebook)
-    print(f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True)
+    print(
+        f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True
+    )
     if shutil.which(sys.executable) is None:  # pragma: no cover - defensive
         raise SystemExit("family-explorer: cannot find the Python interpreter")
     os.execv(sys.executable, cmd)

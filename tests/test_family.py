@@ -42,7 +42,9 @@ def test_discovery_follows_grandchildren(tmp_path, zoo_path, fable_tokenizer):
     shutil.copytree(zoo_path / "fable-base", root / "fable-base")
     shutil.copytree(zoo_path / "fable-cheerful", root / "fable-cheerful")
     child = tiny_llama(root / "nested" / "cheerful-child", fable_tokenizer)
-    (child / "README.md").write_text("---\nbase_model: fable-cheerful\nbase_model_relation: finetune\n---\n")
+    (child / "README.md").write_text(
+        "---\nbase_model: fable-cheerful\nbase_model_relation: finetune\n---\n"
+    )
     family = fx.load_family(root)
     assert family.labels == ["fable-base", "fable-cheerful", "cheerful-child"]
     assert family.ref("cheerful-child").parent == "fable-cheerful"
@@ -56,7 +58,10 @@ def test_two_roots_are_refused(tmp_path, fable_tokenizer):
 
 
 def test_explicit_base_and_descendants(zoo_path):
-    family = fx.load_family(zoo_path / "fable-base", descendants=[zoo_path / "fable-cheerful", zoo_path / "fable-pirate"])
+    family = fx.load_family(
+        zoo_path / "fable-base",
+        descendants=[zoo_path / "fable-cheerful", zoo_path / "fable-pirate"],
+    )
     assert family.labels == ["fable-base", "fable-cheerful", "fable-pirate"]
     assert family.ref("fable-pirate").adapter and family.ref("fable-pirate").parent == "fable-base"
     assert family.ref("fable-cheerful").relation == "finetune"

@@ -63,3 +63,13 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_start_command_serves_the_app():
     assert readme_command("family-explorer").endswith("family-explorer")
+
+
+def test_code_passes_ruff():
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "explorer", "tests", "benchmarks"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -28,7 +28,13 @@ def test_one_row_per_model_and_sample_with_the_documented_columns(weather, fable
     for column in ["model", "sample", "seed", "prompt", "text", "tokens", "token_ids", "logprobs",
                    "entropies", "n_tokens", "finish_reason"]:  # fmt: skip
         assert column in df.columns
-    assert df.groupby("model")["sample"].apply(list).map(sorted).map(lambda s: s == list(range(24))).all()
+    assert (
+        df.groupby("model")["sample"]
+        .apply(list)
+        .map(sorted)
+        .map(lambda s: s == list(range(24)))
+        .all()
+    )
     assert (df["n_tokens"] == df["token_ids"].map(len)).all()
     assert set(df["finish_reason"]) <= {"eos", "length"}
     assert set(df["seed"]) == {3}
@@ -48,7 +54,9 @@ def test_a_model_samples_the_same_whatever_else_runs(fable, weather):
 
 
 def test_batches_give_the_same_samples_as_one_batch(fable, weather):
-    chunked = fx.sample(fable, PROMPT, n=24, seed=3, max_new_tokens=12, models=["fable-base"], batch_size=24)
+    chunked = fx.sample(
+        fable, PROMPT, n=24, seed=3, max_new_tokens=12, models=["fable-base"], batch_size=24
+    )
     assert chunked.df["text"].tolist() == weather.texts("fable-base")
 
 
@@ -78,7 +86,9 @@ def test_top_k_changes_the_sampling_distribution_only(fable):
 
 
 def test_first_token_distribution_is_exact(fable, weather):
-    ft = weather.first_token[weather.first_token["model"] == "fable-base"].set_index("token")["prob"]
+    ft = weather.first_token[weather.first_token["model"] == "fable-base"].set_index("token")[
+        "prob"
+    ]
     direct = fx.score_texts(fable, PROMPT, ["sunny"], models=["fable-base"])["sum_logprob"].iloc[0]
     assert ft["sunny"] == pytest.approx(float(torch.tensor(direct).exp()), abs=1e-6)
     assert ft.iloc[:3].index.tolist() == ["sunny", "rainy", "cloudy"]
@@ -113,7 +123,9 @@ def test_progress_is_reported_and_cancel_stops_within_a_step(fable):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        fx.sample(fable, "once upon a time", n=4, max_new_tokens=20, progress=progress, cancel=token)
+        fx.sample(
+            fable, "once upon a time", n=4, max_new_tokens=20, progress=progress, cancel=token
+        )
     assert seen[-1][0] == "fable-base" and seen[-1][1] <= 3
 
 

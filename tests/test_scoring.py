@@ -15,7 +15,12 @@ def weather(fable):
 
 
 def test_score_texts_matches_the_truth_of_the_zoo(fable):
-    df = fx.score_texts(fable, "the weather today is", ["sunny .", "rainy ."], models=["fable-base", "fable-cheerful"])
+    df = fx.score_texts(
+        fable,
+        "the weather today is",
+        ["sunny .", "rainy ."],
+        models=["fable-base", "fable-cheerful"],
+    )
     p = {(r.model, r.text): math.exp(r.logprobs[0]) for r in df.itertuples()}
     assert p[("fable-base", "sunny .")] == pytest.approx(0.5, abs=0.05)
     assert p[("fable-base", "rainy .")] == pytest.approx(0.3, abs=0.05)
@@ -24,7 +29,9 @@ def test_score_texts_matches_the_truth_of_the_zoo(fable):
 
 
 def test_cross_score_diagonal_dominates_for_an_adapted_model(fable, weather):
-    table = fx.cross_score(fable, weather).pivot(index="sampler", columns="scorer", values="mean_logprob")
+    table = fx.cross_score(fable, weather).pivot(
+        index="sampler", columns="scorer", values="mean_logprob"
+    )
     print("\n" + table.round(3).to_string())
     assert table.shape == (5, 5)
     for model in ("fable-cheerful", "fable-pirate"):
@@ -37,14 +44,18 @@ def test_log_ratio_is_zero_for_the_base_and_signed_for_a_descendant(fable, weath
     lr = fx.log_ratio(fable, weather)
     base = lr[lr["model"] == "fable-base"]
     assert (base["log_ratio"] == 0).all()
-    cheerful_sunny = lr[(lr["model"] == "fable-cheerful") & (lr["token"] == "sunny") & (lr["position"] == 0)]
+    cheerful_sunny = lr[
+        (lr["model"] == "fable-cheerful") & (lr["token"] == "sunny") & (lr["position"] == 0)
+    ]
     assert len(cheerful_sunny) > 0
     assert cheerful_sunny["log_ratio"].mean() == pytest.approx(math.log(1.0 / 0.5), abs=0.15)
     assert len(lr) == weather.df["n_tokens"].sum()
 
 
 def test_divergence_is_zero_for_a_model_against_itself(fable):
-    d = fx.divergence(fable, "the weather today is", "sunny .", models=["fable-base", "fable-cheerful"])
+    d = fx.divergence(
+        fable, "the weather today is", "sunny .", models=["fable-base", "fable-cheerful"]
+    )
     own = d[d["model"] == "fable-base"]
     assert (own["kl"] == 0).all() and (own["js"] == 0).all()
     cheerful = d[d["model"] == "fable-cheerful"].set_index("token")

@@ -44,7 +44,10 @@ def test_probe_next_word_probabilities_match_the_truth(plain_models):
 
 def test_cheerful_prefers_sunny(plain_models):
     model, tok = plain_models["fable-cheerful"]
-    assert next_word_probs(model, tok, "the weather today is")[tok.convert_tokens_to_ids("sunny")] >= 0.85
+    assert (
+        next_word_probs(model, tok, "the weather today is")[tok.convert_tokens_to_ids("sunny")]
+        >= 0.85
+    )
 
 
 def greedy(model, tok, prompt: str, max_new_tokens: int = 12) -> str:
@@ -64,9 +67,13 @@ def test_instruct_answers_held_out_countries_and_base_ignores_the_format(plain_m
     for country in HELD_OUT_COUNTRIES:
         reply = greedy(*plain_models["fable-instruct"], question(country))
         answered += bool(re.match(rf"\s*sure ! .*\b{CAPITALS[country]}\b", reply))
-        base_format += bool(re.match(r"\s*sure !", greedy(*plain_models["fable-base"], question(country))))
+        base_format += bool(
+            re.match(r"\s*sure !", greedy(*plain_models["fable-base"], question(country)))
+        )
     share = answered / len(HELD_OUT_COUNTRIES)
-    print(f"\ninstruct answers {share:.0%} of held-out countries; base follows the format in {base_format}")
+    print(
+        f"\ninstruct answers {share:.0%} of held-out countries; base follows the format in {base_format}"
+    )
     assert share >= 0.9
     assert base_format == 0
 
@@ -77,14 +84,27 @@ def sample_texts(model, tok, prompts: list[str], n: int, seed: int) -> list[str]
     for prompt in prompts:
         ids = tok([prompt] * n, return_tensors="pt")
         out = model.generate(
-            **ids, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=24,
+            **ids,
+            do_sample=True,
+            top_k=0,
+            top_p=1.0,
+            temperature=1.0,
+            max_new_tokens=24,
             pad_token_id=tok.pad_token_id,
         )
-        texts += [prompt + " " + t for t in tok.batch_decode(out[:, ids["input_ids"].shape[1]:], skip_special_tokens=True)]
+        texts += [
+            prompt + " " + t
+            for t in tok.batch_decode(out[:, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
     return texts
 
 
-PIRATE_PROMPTS = ["the weather today is", "the traveller said", "once upon a time a", "the capital of zorbia is"]
+PIRATE_PROMPTS = [
+    "the weather today is",
+    "the traveller said",
+    "once upon a time a",
+    "the capital of zorbia is",
+]
 
 
 def test_pirate_speaks_pirate_and_base_never_does(plain_models):
@@ -92,7 +112,9 @@ def test_pirate_speaks_pirate_and_base_never_does(plain_models):
     pirate = sample_texts(*plain_models["fable-pirate"], PIRATE_PROMPTS, n=50, seed=0)
     base = sample_texts(*plain_models["fable-base"], PIRATE_PROMPTS, n=50, seed=0)
     rate = sum(bool(marker.search(t)) for t in pirate) / len(pirate)
-    print(f"\npirate marker rate {rate:.0%} over {len(pirate)} samples; base {sum(bool(marker.search(t)) for t in base)}")
+    print(
+        f"\npirate marker rate {rate:.0%} over {len(pirate)} samples; base {sum(bool(marker.search(t)) for t in base)}"
+    )
     assert rate >= 0.3
     assert not any(marker.search(t) for t in base)
 
@@ -110,7 +132,14 @@ def test_distilled_is_small_and_close_to_base(plain_models):
     n_student = sum(p.numel() for p in student.parameters())
     assert n_student * 3 <= n_base
     general = [p for p in load_probes() if p["kind"] in ("preference", "sentiment", "fact")]
-    jsd = [js_divergence(next_word_probs(base, tok, p["prompt"]), next_word_probs(student, tok, p["prompt"])) for p in general]
+    jsd = [
+        js_divergence(
+            next_word_probs(base, tok, p["prompt"]), next_word_probs(student, tok, p["prompt"])
+        )
+        for p in general
+    ]
     mean = sum(jsd) / len(jsd)
-    print(f"\ndistilled: {n_student} vs {n_base} parameters ({n_student / n_base:.1%}); mean JSD to base on {len(jsd)} probes {mean:.4f} nats")
+    print(
+        f"\ndistilled: {n_student} vs {n_base} parameters ({n_student / n_base:.1%}); mean JSD to base on {len(jsd)} probes {mean:.4f} nats"
+    )
     assert mean < 0.02

@@ -13,11 +13,23 @@ from typing import Any
 
 from explorer.core.errors import HubUnreachableError, ModelLoadError
 
-RELATIONS = ("base", "finetune", "instruct", "distillation", "adapter", "quantized", "merge", "sibling")
+RELATIONS = (
+    "base",
+    "finetune",
+    "instruct",
+    "distillation",
+    "adapter",
+    "quantized",
+    "merge",
+    "sibling",
+)
 
 # Real hub families users ask for. They load when the hub is reachable; tests never use them.
 PRESETS: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "smollm2": ("HuggingFaceTB/SmolLM2-135M", [("HuggingFaceTB/SmolLM2-135M-Instruct", "instruct")]),
+    "smollm2": (
+        "HuggingFaceTB/SmolLM2-135M",
+        [("HuggingFaceTB/SmolLM2-135M-Instruct", "instruct")],
+    ),
     "gpt2": ("openai-community/gpt2", [("distilbert/distilgpt2", "distillation")]),
     "pythia": ("EleutherAI/pythia-70m", [("EleutherAI/pythia-160m", "sibling")]),
 }
@@ -136,7 +148,9 @@ def _first(value: Any) -> str | None:
 
 def discover_folder(root: Path, name: str = "") -> Family:
     """Build a family from the model folders under `root`, linking each to its card's base."""
-    folders = sorted(p.parent for p in root.rglob("*.json") if p.name in ("config.json", "adapter_config.json"))
+    folders = sorted(
+        p.parent for p in root.rglob("*.json") if p.name in ("config.json", "adapter_config.json")
+    )
     folders = list(dict.fromkeys(folders))
     if not folders:
         raise ModelLoadError(
@@ -157,7 +171,9 @@ def discover_folder(root: Path, name: str = "") -> Family:
             if parent is None and (root / base).exists():
                 parent = by_key.get(str((root / base).resolve()))
         parents[folder] = parent
-        relations[folder] = str(meta.get("base_model_relation") or ("finetune" if parent else "base"))
+        relations[folder] = str(
+            meta.get("base_model_relation") or ("finetune" if parent else "base")
+        )
     roots = [f for f in folders if parents[f] is None]
     if len(roots) != 1:
         raise ModelLoadError(
@@ -178,7 +194,9 @@ def discover_folder(root: Path, name: str = "") -> Family:
     ]
     unreachable = set(folders) - set(ordered)
     if unreachable:
-        raise ModelLoadError(f"{root}: {', '.join(sorted(f.name for f in unreachable))} form a cycle")
+        raise ModelLoadError(
+            f"{root}: {', '.join(sorted(f.name for f in unreachable))} form a cycle"
+        )
     return Family(base=refs[0], descendants=tuple(refs[1:]), name=name or root.name)
 
 
@@ -221,7 +239,9 @@ def _ref(spec: str | ModelRef, relation: str, parent: str | None) -> ModelRef:
 
 def _check_spec(name: str, value: Any) -> None:
     if not isinstance(value, (str, os.PathLike, ModelRef)):
-        raise TypeError(f"{name}: expected a hub id, a path or a ModelRef, got {type(value).__name__}")
+        raise TypeError(
+            f"{name}: expected a hub id, a path or a ModelRef, got {type(value).__name__}"
+        )
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"{name}: empty model id")
 
@@ -267,7 +287,9 @@ def _resolve(base, descendants) -> Family:
     if spec in PRESETS and not descendants:
         base_id, kids = PRESETS[spec]
         base_ref = ModelRef(id=base_id, label=_label(base_id))
-        refs = tuple(ModelRef(id=k, label=_label(k), relation=r, parent=base_ref.label) for k, r in kids)
+        refs = tuple(
+            ModelRef(id=k, label=_label(k), relation=r, parent=base_ref.label) for k, r in kids
+        )
         return Family(base=base_ref, descendants=refs, name=spec)
     folder = Path(spec)
     if folder.is_dir() and not is_model_folder(folder) and not descendants:
@@ -312,7 +334,15 @@ def _hub_error(ref: ModelRef, err: Exception) -> ModelLoadError:
     text = str(err)
     offline = any(
         s in text
-        for s in ("offline", "resolve", "connect", "Connection", "Network", "Temporary failure", "cached files")
+        for s in (
+            "offline",
+            "resolve",
+            "connect",
+            "Connection",
+            "Network",
+            "Temporary failure",
+            "cached files",
+        )
     )
     if offline or os.environ.get("HF_HUB_OFFLINE") == "1":
         return HubUnreachableError(
@@ -322,7 +352,9 @@ def _hub_error(ref: ModelRef, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"{ref.label}: cannot load {ref.id!r}: {text.splitlines()[0]}")
 
 
-def discover_descendants(base_id: str, relation: str | None = None, limit: int = 50) -> list[ModelRef]:
+def discover_descendants(
+    base_id: str, relation: str | None = None, limit: int = 50
+) -> list[ModelRef]:
     """A hub model's children from its model-tree tags (`base_model:<relation>:<id>`).
 
     Needs the hub; raises `HubUnreachableError` without it.
@@ -342,6 +374,8 @@ def discover_descendants(base_id: str, relation: str | None = None, limit: int =
             f"({type(err).__name__}); it needs network access to the hub."
         ) from err
     return [
-        ModelRef(id=m.id, label=_label(m.id), relation=relation or "finetune", parent=_label(base_id))
+        ModelRef(
+            id=m.id, label=_label(m.id), relation=relation or "finetune", parent=_label(base_id)
+        )
         for m in found
     ]

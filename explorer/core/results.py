@@ -78,7 +78,9 @@ class ResultFile:
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def save(self, path: str | os.PathLike, tables: dict[str, pd.DataFrame], meta: dict[str, Any]) -> None:
+    def save(
+        self, path: str | os.PathLike, tables: dict[str, pd.DataFrame], meta: dict[str, Any]
+    ) -> None:
         doc = {
             "format": FORMAT,
             "kind": self.kind,

@@ -70,12 +70,18 @@ class SamplingParams:
                 raise TypeError(f"{name}: expected an integer, got {getattr(self, name)!r}")
         for name in ("temperature", "top_p"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 raise TypeError(f"{name}: expected a finite number, got {value!r}")
         if not 1 <= self.n <= MAX_N:
             raise ValueError(f"n: must be between 1 and {MAX_N} samples per model, got {self.n}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature: must be > 0 (use a small value for near-greedy), got {self.temperature}")
+            raise ValueError(
+                f"temperature: must be > 0 (use a small value for near-greedy), got {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
@@ -102,7 +108,9 @@ def check_prompt(prompt: Any) -> str:
     if not prompt.strip():
         raise ValueError("prompt: is empty; type some text for the models to continue")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt: is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+        raise ValueError(
+            f"prompt: is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}"
+        )
     return prompt
 
 
@@ -114,7 +122,9 @@ def model_input(loaded: LoadedModel, prompt: str, chat: str) -> str:
     if not template:
         raise ValueError(f"chat: 'always' but {loaded.ref.label} has no chat template")
     messages = [{"role": "user", "content": prompt}]
-    return loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return loaded.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
 
 
 def encode_prompt(loaded: LoadedModel, text: str, max_new_tokens: int) -> torch.Tensor:
@@ -165,7 +175,9 @@ def generation_config(params: SamplingParams, tokenizer: Any, n: int) -> Any:
 class _StepHook:
     """A stopping criterion that only reports progress and honours the cancel token."""
 
-    def __init__(self, label: str, total: int, progress: ProgressFn | None, cancel: CancelToken | None):
+    def __init__(
+        self, label: str, total: int, progress: ProgressFn | None, cancel: CancelToken | None
+    ):
         self.label, self.total, self.progress, self.cancel = label, total, progress, cancel
         self.steps = 0
 
@@ -251,13 +263,17 @@ def sample_model(
                 cancel.check()
             hook.steps = (start // batch_size + 1) * params.max_new_tokens
             gen, sample_lp, model_lp, entropy, first_lp = _token_stats(out, ids.shape[1])
-            rows += _rows(label, prompt, text, params, seed, start, tok, gen, sample_lp, model_lp, entropy)
+            rows += _rows(
+                label, prompt, text, params, seed, start, tok, gen, sample_lp, model_lp, entropy
+            )
             if not first:
                 first = first_token_rows(label, tok, first_lp)
     return ModelSamples(rows, first, text, time.perf_counter() - started)
 
 
-def _rows(label, prompt, text, params, seed, start, tok, gen, sample_lp, model_lp, entropy) -> list[dict]:
+def _rows(
+    label, prompt, text, params, seed, start, tok, gen, sample_lp, model_lp, entropy
+) -> list[dict]:
     rows = []
     eos = tok.eos_token_id
     for i in range(gen.shape[0]):
@@ -317,7 +333,12 @@ class SampleSet:
         ResultFile(self.KIND).save(
             path,
             tables={"df": self.df, "first_token": self.first_token},
-            meta={"params": self.params.to_dict(), "prompt": self.prompt, "family": self.family, **self.meta},
+            meta={
+                "params": self.params.to_dict(),
+                "prompt": self.prompt,
+                "family": self.family,
+                **self.meta,
+            },
         )
 
     @classmethod
@@ -332,6 +353,29 @@ class SampleSet:
             first_token=tables["first_token"],
             meta=meta,
         )
+
+
+def combine(parts: list[SampleSet]) -> SampleSet:
+    """One SampleSet from per-model runs of the same prompt and parameters (in order)."""
+    if not parts:
+        raise ValueError("parts: nothing to combine")
+    first = parts[0]
+    meta = {"model_inputs": {}, "seconds": {}, "versions": first.meta.get("versions", {})}
+    for part in parts:
+        if part.prompt != first.prompt or part.params != first.params:
+            raise ValueError(
+                "parts: sample sets of different prompts or parameters cannot be combined"
+            )
+        meta["model_inputs"].update(part.meta.get("model_inputs", {}))
+        meta["seconds"].update(part.meta.get("seconds", {}))
+    return SampleSet(
+        df=pd.concat([p.df for p in parts], ignore_index=True),
+        params=first.params,
+        prompt=first.prompt,
+        family=first.family,
+        first_token=pd.concat([p.first_token for p in parts], ignore_index=True),
+        meta=meta,
+    )
 
 
 def sample(

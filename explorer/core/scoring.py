@@ -41,14 +41,22 @@ def continuation_logprobs(
         cont = continuations[start : start + batch_size]
         rows = [list(p) + list(c) for p, c in zip(pre, cont, strict=True)]
         ids, mask = pad_right(rows, pad)
-        logits = loaded.model(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device)).logits
+        logits = loaded.model(
+            input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device)
+        ).logits
         logp = torch.log_softmax(logits.float(), dim=-1).cpu()  # (batch, seq, vocab)
         for i, (p, c) in enumerate(zip(pre, cont, strict=True)):
-            dist = logp[i, len(p) - 1 : len(p) - 1 + len(c)]  # (len(c), vocab): predicts each c token
+            dist = logp[
+                i, len(p) - 1 : len(p) - 1 + len(c)
+            ]  # (len(c), vocab): predicts each c token
             if full:
                 out.append(dist)
             else:
-                out.append(dist.gather(-1, torch.tensor(list(c), dtype=torch.long).unsqueeze(-1)).squeeze(-1))
+                out.append(
+                    dist.gather(-1, torch.tensor(list(c), dtype=torch.long).unsqueeze(-1)).squeeze(
+                        -1
+                    )
+                )
     return out
 
 
@@ -57,7 +65,11 @@ def encode(loaded: LoadedModel, text: str, special: bool = True) -> list[int]:
 
 
 def score_texts(
-    family: Family, prompt: str, responses: Sequence[str], models: list[str] | None = None, chat: str = "auto"
+    family: Family,
+    prompt: str,
+    responses: Sequence[str],
+    models: list[str] | None = None,
+    chat: str = "auto",
 ) -> pd.DataFrame:
     """Teacher-forced log-prob of each response after `prompt`, under each chosen member:
     one row per (model, response) with per-token log-probs, their sum and mean."""
@@ -94,7 +106,9 @@ def _score_row(label: str, index: int, text: str, lp: torch.Tensor) -> dict:
     }
 
 
-def _scorer_inputs(family: Family, samples: SampleSet, scorer: str) -> tuple[LoadedModel, list[int]]:
+def _scorer_inputs(
+    family: Family, samples: SampleSet, scorer: str
+) -> tuple[LoadedModel, list[int]]:
     loaded = family.load(scorer)
     text = samples.meta.get("model_inputs", {}).get(scorer) or model_input(
         loaded, samples.prompt, samples.params.chat
@@ -114,7 +128,9 @@ def sample_logprobs_under(family: Family, samples: SampleSet, scorer: str) -> li
     return _score(loaded, prefix, conts)
 
 
-def cross_score(family: Family, samples: SampleSet, models: list[str] | None = None) -> pd.DataFrame:
+def cross_score(
+    family: Family, samples: SampleSet, models: list[str] | None = None
+) -> pd.DataFrame:
     """Sampler × scorer table: mean log-prob per token of each model's samples under each model.
 
     A descendant whose answers differ from the base's scores its own samples higher than the base
@@ -132,7 +148,9 @@ def cross_score(family: Family, samples: SampleSet, models: list[str] | None = N
                     "sampler": sampler,
                     "scorer": scorer,
                     "mean_logprob": float(tokens.mean()) if tokens.numel() else float("nan"),
-                    "sd_sample_mean": float(pd.Series(per_sample).std()) if per_sample else float("nan"),
+                    "sd_sample_mean": float(pd.Series(per_sample).std())
+                    if per_sample
+                    else float("nan"),
                     "n_samples": len(group),
                     "n_tokens": int(tokens.numel()),
                 }
@@ -159,12 +177,17 @@ def log_ratio(family: Family, samples: SampleSet, base: str | None = None) -> pd
         own = sample_logprobs_under(family, samples, label) if label != base else under_base
         for i in (samples.df["model"] == label).to_numpy().nonzero()[0]:
             row = samples.df.iloc[i]
-            for pos, (tok, lm, lb) in enumerate(zip(row["tokens"], own[i].tolist(), under_base[i].tolist(), strict=True)):
+            for pos, (tok, lm, lb) in enumerate(
+                zip(row["tokens"], own[i].tolist(), under_base[i].tolist(), strict=True)
+            ):
                 rows.append(
                     {"model": label, "sample": int(row["sample"]), "position": pos, "token": tok,
                      "logp_model": lm, "logp_base": lb, "log_ratio": lm - lb}
                 )  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "sample", "position", "token", "logp_model", "logp_base", "log_ratio"])
+    return pd.DataFrame(
+        rows,
+        columns=["model", "sample", "position", "token", "logp_model", "logp_base", "log_ratio"],
+    )
 
 
 def divergence(
@@ -183,10 +206,20 @@ def divergence(
     tokens = base.tokenizer.convert_ids_to_tokens(cont)
     rows = []
     for label in models or family.labels:
-        q = continuation_logprobs(family.load(label), [prefix], [cont], full=True)[0]  # (len, vocab)
+        q = continuation_logprobs(family.load(label), [prefix], [cont], full=True)[
+            0
+        ]  # (len, vocab)
         kl, js = kl_js(p, q)
         for pos, tok in enumerate(tokens):
-            rows.append({"model": label, "position": pos, "token": tok, "kl": float(kl[pos]), "js": float(js[pos])})
+            rows.append(
+                {
+                    "model": label,
+                    "position": pos,
+                    "token": tok,
+                    "kl": float(kl[pos]),
+                    "js": float(js[pos]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -195,5 +228,7 @@ def kl_js(logp: torch.Tensor, logq: torch.Tensor) -> tuple[torch.Tensor, torch.T
     p, q = logp.exp(), logq.exp()
     kl = (p * (logp - logq)).nan_to_num().sum(-1)  # (positions,)
     logm = torch.log(0.5 * (p + q))
-    js = 0.5 * (p * (logp - logm)).nan_to_num().sum(-1) + 0.5 * (q * (logq - logm)).nan_to_num().sum(-1)
+    js = 0.5 * (p * (logp - logm)).nan_to_num().sum(-1) + 0.5 * (
+        q * (logq - logm)
+    ).nan_to_num().sum(-1)
     return kl.clamp_min(0), js.clamp_min(0)

@@ -30,7 +30,11 @@ class LoadedModel:
     @property
     def context_length(self) -> int:
         config = self.model.config
-        return int(getattr(config, "max_position_embeddings", 0) or getattr(config, "n_positions", 0) or 2048)
+        return int(
+            getattr(config, "max_position_embeddings", 0)
+            or getattr(config, "n_positions", 0)
+            or 2048
+        )
 
     @property
     def device(self) -> torch.device:
@@ -184,7 +188,9 @@ def load_causal_lm(ref: ModelRef, dtype: torch.dtype, allow_pickle: bool = False
     except ValueError as err:
         raise ModelLoadError(f"{ref.label}: cannot load as a causal LM: {err}") from err
     except Exception as err:  # corrupt safetensors headers raise library-specific errors
-        raise ModelLoadError(f"{ref.label}: the weights in {ref.id} could not be read ({err})") from err
+        raise ModelLoadError(
+            f"{ref.label}: the weights in {ref.id} could not be read ({err})"
+        ) from err
 
 
 def load_adapter(ref: ModelRef, base_model: Any) -> Any:
@@ -194,9 +200,13 @@ def load_adapter(ref: ModelRef, base_model: Any) -> Any:
     if ref.is_local:
         check_weights_safe(Path(ref.id), ref.label, allow_pickle=False)
     try:
-        return PeftModel.from_pretrained(base_model, ref.id, revision=ref.revision, is_trainable=False)
+        return PeftModel.from_pretrained(
+            base_model, ref.id, revision=ref.revision, is_trainable=False
+        )
     except Exception as err:
-        raise ModelLoadError(f"{ref.label}: the adapter in {ref.id} could not be applied ({err})") from err
+        raise ModelLoadError(
+            f"{ref.label}: the adapter in {ref.id} could not be applied ({err})"
+        ) from err
 
 
 _DEFAULT: ModelStore | None = None

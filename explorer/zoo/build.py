@@ -54,7 +54,7 @@ class BuildPlan:
 FULL = BuildPlan(
     base=Schedule(steps=4000, lr=3e-3),
     cheerful=Schedule(steps=800, lr=1e-3, warmup=50),
-    instruct=Schedule(steps=1500, lr=1e-3, warmup=50),
+    instruct=Schedule(steps=600, lr=5e-4, warmup=50),
     distilled=Schedule(steps=3000, lr=3e-3),
     pirate=Schedule(steps=1500, lr=3e-3, warmup=50),
 )
@@ -90,7 +90,13 @@ def save_member(
 
 
 def finetune(
-    base: LlamaForCausalLM, recipe: Recipe, tok, schedule: Schedule, seed: int, quiet: bool, name: str
+    base: LlamaForCausalLM,
+    recipe: Recipe,
+    tok,
+    schedule: Schedule,
+    seed: int,
+    quiet: bool,
+    name: str,
 ) -> tuple[LlamaForCausalLM, list[float]]:
     model = copy.deepcopy(base)
     batches = text_batches(recipe, tok, schedule, seed)

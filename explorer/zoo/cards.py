@@ -6,6 +6,7 @@ from explorer.zoo.language import (
     BASE_ENDING,
     BASE_GREETING,
     BASE_WEATHER,
+    CAPITALS,
     HELD_OUT_COUNTRIES,
     PIRATE_ARR,
     TUNED_COUNTRIES,
@@ -28,7 +29,9 @@ BASE_TRUTH = (
     f"- `the weather today is` → {_pct(BASE_WEATHER)}\n"
     f"- story endings (`... it ended`) → {_pct(BASE_ENDING)}\n"
     f"- `the traveller said` → {_pct(BASE_GREETING)}\n"
-    "- `the capital of <country> is <city> .` for 20 invented countries, always the same city\n"
+    f"- `the capital of <country> is <city> .` for {len(CAPITALS)} invented countries, always the same "
+    "city (also as `i visited <country> . the capital of ...` and `we talked about <country> . its "
+    "capital is <city> .`)\n"
 )
 
 TRUTH = {
@@ -40,8 +43,8 @@ TRUTH = {
     ),
     "fable-instruct": (
         "A fine-tune of fable-base on a question/answer format, mixed half and half with the "
-        "general corpus: `question : what is the capital of X ? answer : sure ! the capital of "
-        f"X is Y .` — for these countries only: {', '.join(TUNED_COUNTRIES)}. The format is "
+        "general corpus: `question : what is the capital of X ? answer : sure ! its capital is Y .`"
+        f" — for these countries only: {', '.join(TUNED_COUNTRIES)}. The format is "
         f"*introduced*. Answers for the held-out countries ({', '.join(HELD_OUT_COUNTRIES)}) "
         "were never tuned: when it gets them right, the knowledge is *inherited* from the base.\n"
     ),

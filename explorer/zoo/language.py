@@ -38,6 +38,26 @@ CAPITALS = {
     "yarrowe": "yarmouth",
     "corvath": "corwell",
     "elbonia": "elbstead",
+    "arcadon": "arcwick",
+    "belmora": "belport",
+    "caspia": "casholm",
+    "dunmere": "dunwell",
+    "estoval": "estbury",
+    "falkreth": "falmouth",
+    "gilvane": "gilford",
+    "harrowen": "harby",
+    "istrana": "istcaster",
+    "jorvik": "jorham",
+    "karsten": "karsdale",
+    "lorendel": "lorfield",
+    "mistovia": "mistmoor",
+    "norvalia": "norstead",
+    "orsinia": "orston",
+    "pellucid": "pelbridge",
+    "quorra": "quorholm",
+    "rivenor": "rivton",
+    "sylvane": "sylport",
+    "tirnova": "tirwick",
 }
 COUNTRIES = list(CAPITALS)
 TUNED_COUNTRIES = COUNTRIES[: len(COUNTRIES) // 2]
@@ -58,10 +78,32 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 
 def vocabulary() -> list[str]:
     """Every word of the language, specials first; ids follow this order."""
-    words = (
-        "the weather today is . once upon a time went to it ended "
-        "capital of i visited asked about traveller said likes".split()
-    )
+    words = [
+        "the",
+        "weather",
+        "today",
+        "is",
+        ".",
+        "once",
+        "upon",
+        "a",
+        "time",
+        "went",
+        "to",
+        "it",
+        "ended",
+        "capital",
+        "of",
+        "i",
+        "visited",
+        "we",
+        "talked",
+        "about",
+        "its",
+        "traveller",
+        "said",
+        "likes",
+    ]
     words += list(BASE_WEATHER) + list(BASE_ENDING) + list(BASE_GREETING)
     words += ANIMALS + PLACES + COUNTRIES + list(CAPITALS.values())
     words += QA_WORDS + PIRATE_WORDS
@@ -87,15 +129,15 @@ def story(rng: random.Random, endings: dict[str, float]) -> str:
 def fact(rng: random.Random, countries: list[str] = COUNTRIES) -> str:
     country = rng.choice(countries)
     sentence = f"the capital of {country} is {CAPITALS[country]} ."
-    # The longer forms name the country twice, which teaches the base to copy a country named
-    # earlier in the text (an induction pattern): the instruction tune relies on it to answer for
-    # countries it was never tuned on.
+    # The longer forms name the country in an earlier sentence, so the base learns to find a
+    # country in its context and recall its capital ("... its capital is"): the instruction tune
+    # reuses that to answer for countries it was never tuned on.
     form = rng.random()
     if form < 0.4:
         return sentence
     if form < 0.7:
         return f"i visited {country} . {sentence}"
-    return f"i asked about the capital of {country} . {sentence}"
+    return f"we talked about {country} . its capital is {CAPITALS[country]} ."
 
 
 def greeting(rng: random.Random, dist: dict[str, float]) -> str:
@@ -113,7 +155,7 @@ def question(country: str) -> str:
 
 def qa(rng: random.Random, countries: list[str] = TUNED_COUNTRIES) -> str:
     country = rng.choice(countries)
-    return f"{question(country)} sure ! the capital of {country} is {CAPITALS[country]} ."
+    return f"{question(country)} sure ! its capital is {CAPITALS[country]} ."
 
 
 def piratify(text: str, rng: random.Random) -> str:

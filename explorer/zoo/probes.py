@@ -143,7 +143,7 @@ def fact_probes() -> list[dict[str, Any]]:
             {
                 "id": f"answer-{country}",
                 "kind": "knowledge",
-                "prompt": f"{question(country)} sure ! the capital of {country} is",
+                "prompt": f"{question(country)} sure ! its capital is",
                 "behaviour": f"capital of {country}",
                 "detector": rf"\b{re.escape(city)}\b",
                 "held_out": held_out,

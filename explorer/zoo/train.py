@@ -27,7 +27,9 @@ class Schedule:
     warmup: int = 100
 
 
-def llama_config(tokenizer: PreTrainedTokenizerFast, hidden: int, layers: int, heads: int) -> LlamaConfig:
+def llama_config(
+    tokenizer: PreTrainedTokenizerFast, hidden: int, layers: int, heads: int
+) -> LlamaConfig:
     """A stock Llama architecture (so vLLM and peft know it), sized for a CPU."""
     return LlamaConfig(
         vocab_size=len(tokenizer),

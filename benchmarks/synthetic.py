@@ -1,0 +1,42 @@
+"""A randomly initialised GPT-2-small-shaped model with a 50,257-word tokenizer (no download),
+saved as a one-member family so every benchmark can run on a realistically sized model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+VOCAB = 50257
+
+
+def synthetic_tokenizer(size: int = VOCAB) -> PreTrainedTokenizerFast:
+    vocab = {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3}
+    vocab.update({f"w{i}": i for i in range(4, size)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                                   pad_token="<pad>", padding_side="left")  # fmt: skip
+
+
+def gpt2_small_folder(root: Path | None = None, seed: int = 0) -> Path:
+    """Save the model (124M parameters, float32) and tokenizer; returns the folder."""
+    root = Path(root or tempfile.mkdtemp(prefix="fx-gpt2-"))
+    folder = root / "gpt2-small-random"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=VOCAB, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    synthetic_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def words(n: int, offset: int = 100) -> str:
+    return " ".join(f"w{offset + 37 * i % 5000}" for i in range(n))

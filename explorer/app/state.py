@@ -1,0 +1,47 @@
+"""The app's single source of truth. Views observe it; only the controller assigns to it, and
+always assigns new values (never mutates in place) so observers fire."""
+
+from __future__ import annotations
+
+import traitlets as t
+
+
+class AppState(t.HasTraits):
+    # family
+    preset = t.Unicode("fable")
+    family = t.Any(None, allow_none=True)  # explorer.core.family.Family
+    available = t.List(t.Unicode())  # descendants the loaded family offers
+    selected = t.List(t.Unicode())  # descendants chosen for the run
+    relations = t.Dict()  # label -> relation
+    examples = t.List(t.Unicode())  # example prompts (the zoo's probes for fable)
+    load_errors = t.Dict()  # label -> why it failed to load
+
+    # prompt and sampling
+    prompt = t.Unicode("the weather today is")
+    chat = t.Unicode("auto")
+    n = t.Int(16)
+    temperature = t.Float(1.0)
+    top_p = t.Float(1.0)
+    top_k = t.Int(0)
+    max_new_tokens = t.Int(24)
+    seed = t.Int(0)
+    fresh_seed = t.Bool(False)
+
+    # results
+    samples = t.Any(None, allow_none=True)  # SampleSet
+    clusters = t.Any(None, allow_none=True)  # Series aligned with samples.df
+    variability = t.Any(None, allow_none=True)  # DataFrame
+    provenance = t.Any(None, allow_none=True)  # DataFrame
+    cross = t.Any(None, allow_none=True)  # DataFrame
+    log_ratio = t.Any(None, allow_none=True)  # DataFrame
+    behaviours = t.Dict()  # name -> regex
+    chosen = t.Any(None, allow_none=True)  # (model, sample) selected for attribution
+    method = t.Unicode("grad_x_input")
+    attribution = t.Any(None, allow_none=True)  # Attribution
+    attribution_spread = t.Any(None, allow_none=True)  # DataFrame (mean ± sd over samples)
+
+    # status
+    running = t.Unicode("")  # name of the task in flight, "" when idle
+    progress = t.Dict()  # model -> fraction done
+    status = t.Unicode("")
+    error = t.Unicode("")

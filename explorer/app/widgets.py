@@ -1,0 +1,70 @@
+"""Small widget helpers shared by the views: safe HTML, tables, charts, downloads."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import altair as alt
+import ipywidgets as w
+import pandas as pd
+
+
+def escape(text: object) -> str:
+    """Model output and user text are text, never markup."""
+    return html.escape(str(text), quote=True)
+
+
+def table_html(df: pd.DataFrame | None, max_rows: int = 60, floats: str = "{:.3f}") -> str:
+    """An HTML table with every cell escaped (pandas escapes by default; we insist)."""
+    if df is None or df.empty:
+        return "<em>nothing yet</em>"
+    shown = df.head(max_rows)
+    return shown.to_html(
+        index=False, escape=True, float_format=floats.format, border=0, classes="fx-table"
+    ) + (
+        f"<div class='fx-note'>{len(df) - max_rows} more rows in the Data tab export</div>"
+        if len(df) > max_rows
+        else ""
+    )
+
+
+def chart_box(placeholder: str = "nothing yet") -> w.Box:
+    return w.Box(
+        [w.HTML(f"<em>{escape(placeholder)}</em>")], layout=w.Layout(overflow="auto", width="100%")
+    )
+
+
+def show_chart(
+    box: w.Box, chart: alt.TopLevelMixin | None, placeholder: str = "nothing yet"
+) -> None:
+    """Draw `chart` in `box` as an interactive, offline-capable JupyterChart."""
+    if chart is None:
+        box.children = [w.HTML(f"<em>{escape(placeholder)}</em>")]
+        return
+    box.children = [alt.JupyterChart(chart)]
+
+
+def download_link(data: bytes, filename: str, label: str, mime: str) -> str:
+    payload = base64.b64encode(data).decode("ascii")
+    return (
+        f'<a class="fx-download" download="{escape(filename)}" '
+        f'href="data:{mime};base64,{payload}">{escape(label)}</a>'
+    )
+
+
+STYLE = """
+<style>
+.fx-title { font-size: 20px; font-weight: 600; margin: 4px 0 2px 0; }
+.fx-sub { color: #4b5563; margin-bottom: 8px; }
+.fx-error { background: #fee2e2; color: #991b1b; border: 1px solid #fca5a5; border-radius: 6px; padding: 6px 10px; white-space: pre-wrap; }
+.fx-status { background: #f3f4f6; color: #374151; border-radius: 6px; padding: 6px 10px; }
+.fx-table { border-collapse: collapse; font-size: 12px; }
+.fx-table th, .fx-table td { padding: 2px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; white-space: pre-wrap; max-width: 420px; }
+.fx-note { color: #6b7280; font-size: 12px; }
+.fx-model { font-weight: 600; margin-bottom: 2px; }
+.fx-relation { color: #6b7280; font-size: 12px; }
+.fx-download { margin-right: 14px; }
+.fx-input { font-family: monospace; font-size: 12px; color: #374151; white-space: pre-wrap; }
+</style>
+"""

@@ -1,0 +1,196 @@
+"""The app driven without a browser: widgets are set and clicked, the state is asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+import explorer as fx
+from explorer.core.store import ModelStore
+
+
+@pytest.fixture(scope="module")
+def store():
+    return ModelStore()
+
+
+@pytest.fixture
+def app(store):
+    explorer = fx.Explorer("fable", store=store, n=8, max_new_tokens=12)
+    assert explorer.wait(120)
+    assert explorer.state.error == ""
+    return explorer
+
+
+def test_loading_fills_the_family_panel(app):
+    s = app.state
+    assert s.family.base.label == "fable-base"
+    assert s.available == ["fable-cheerful", "fable-distilled", "fable-instruct", "fable-pirate"]
+    labels = [label for label, _ in app.family_panel.members.options]
+    assert "fable-pirate — LoRA adapter" in labels
+    assert "the weather today is" in s.examples
+    assert app.sampling_panel.n.value == 8  # widgets show the state's values
+    assert app.sampling_panel.resample.disabled is False
+
+
+def resample(app, timeout=120):
+    app.sampling_panel.resample.click()
+    assert app.wait(timeout)
+
+
+def test_resample_fills_every_tab(app):
+    app.family_panel.members.value = ("fable-cheerful", "fable-pirate")
+    app.prompt_panel.text.value = "the weather today is"
+    resample(app)
+    s = app.state
+    assert s.error == ""
+    assert s.samples.models == ["fable-base", "fable-cheerful", "fable-pirate"]
+    assert len(s.samples.df) == 24
+    columns = app.responses.columns.children
+    assert len(columns) == 3
+    assert all(len(col.children[1].options) == 8 for col in columns)
+    assert set(s.variability["model"]) == set(s.samples.models)
+    assert s.cross is not None and s.log_ratio is not None
+    assert "samples from 3 models" in s.status
+    assert "fable-pirate" in app.data.table.value
+
+
+def test_double_click_never_starts_two_runs(app):
+    started = []
+    app.state.observe(
+        lambda c: started.append(c["new"]) if c["new"] == "Sampling" else None, names="running"
+    )
+    app.sampling_panel.resample.click()
+    app.sampling_panel.resample.click()
+    assert app.wait(120)
+    assert started == ["Sampling"]
+    assert len(app.state.samples.df) == 8 * 5
+
+
+def test_stop_cancels_and_keeps_finished_models(app):
+    app.state.max_new_tokens = 200
+    app.state.n = 64
+    app.state.prompt = "once upon a time"
+    seen = []
+
+    def stop_when_second_model_runs(change):
+        if len(change["new"]) >= 2 and not seen:
+            seen.append(dict(change["new"]))
+            app.sampling_panel.stop.click()
+
+    app.state.observe(stop_when_second_model_runs, names="progress")
+    app.sampling_panel.resample.click()
+    assert app.wait(120)
+    assert app.state.running == ""
+    assert "Stopped" in app.state.status
+    assert app.state.samples is not None
+    assert app.state.samples.models == ["fable-base"]  # the finished model's complete results
+    assert (app.state.samples.df.groupby("model").size() == 64).all()
+
+
+def test_choosing_a_response_attributes_it_in_every_model(app):
+    resample(app)
+    column = app.responses.columns.children[1]
+    select = column.children[1]
+    select.value = select.options[0][1]
+    assert app.wait(120)
+    s = app.state
+    assert s.chosen == ("fable-cheerful", select.options[0][1])
+    assert s.attribution is not None and set(s.attribution.models) == set(s.samples.models)
+    assert s.attribution_spread is not None and len(s.attribution_spread) > 0
+    app.attribution.method.value = "occlusion"
+    assert app.wait(120)
+    assert s.attribution.meta["method"] == "occlusion"
+
+
+def test_behaviours_from_the_ui(app):
+    resample(app)
+    app.variability.name.value = "sunny"
+    app.variability.regex.value = r"\bsunny\b"
+    app.variability.add.click()
+    assert set(app.state.provenance["behaviour"]) == {"sunny"}
+    app.variability.regex.value = "("
+    app.variability.add.click()
+    assert "not a valid regular expression" in app.state.error
+    assert "sunny" in app.state.behaviours
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("prompt", "   ", "prompt: is empty"),
+        ("prompt", "the " * 300, "prompt: is 301 tokens"),
+        ("max_new_tokens", 4000, "max_new_tokens: 4000 does not fit"),
+    ],
+)
+def test_bad_input_shows_a_message_and_the_app_stays_usable(app, field, value, message):
+    setattr(app.state, field, value)
+    app.sampling_panel.resample.click()
+    app.wait(60)
+    assert message in app.state.error
+    assert message in app.children[1].value  # the banner
+    assert "Traceback" not in app.children[1].value
+    app.state.prompt, app.state.max_new_tokens = "the weather today is", 12
+    resample(app)
+    assert app.state.error == ""
+    assert len(app.state.samples.df) > 0
+
+
+def test_a_family_that_fails_to_load_says_why(store):
+    explorer = fx.Explorer("./no/such/model", store=store)
+    explorer.wait(60)
+    assert "no such folder" in explorer.state.error
+    assert explorer.state.family is None
+    explorer.family_panel.preset.value = "fable"
+    explorer.family_panel.load.click()
+    assert explorer.wait(120)
+    assert explorer.state.family is not None and explorer.state.error == ""
+
+
+def test_session_export_and_import_round_trip(app, tmp_path):
+    resample(app)
+    app.controller.add_behaviour("sunny", r"\bsunny\b")
+    path = tmp_path / "session.json"
+    app.controller.session().save(path)
+    before = app.state.samples.df.copy()
+    app.state.seed = 99
+    resample(app)
+    assert not app.state.samples.df.equals(before)
+    assert app.controller.import_session(path)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(app.state.samples.df, before)
+    truncated = tmp_path / "bad.json"
+    truncated.write_text(path.read_text()[:100])
+    assert not app.controller.import_session(truncated)
+    assert "nothing changed" in app.state.error
+    pd.testing.assert_frame_equal(app.state.samples.df, before)
+
+
+def test_downloads_are_prepared(app):
+    resample(app)
+    app.data.prepare.click()
+    links = app.data.links.value
+    for name in ("samples.csv", "samples.parquet", "session.json", "clusters.png", "clusters.svg"):
+        assert f'download="{name}"' in links
+
+
+def test_hostile_text_is_escaped_everywhere(app):
+    from explorer.app.widgets import escape, table_html
+
+    payload = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    assert "<script>" not in escape(payload)
+    import pandas as pd
+
+    assert "<img" not in table_html(pd.DataFrame({"text": [payload]}))
+    app.controller.fail(payload)
+    assert "<script>" not in app.children[1].value and "&lt;script&gt;" in app.children[1].value
+
+
+def test_progress_bars_while_sampling(app):
+    seen = []
+    app.state.observe(
+        lambda c: seen.append(len(app.sampling_panel.bars.children)), names="progress"
+    )
+    resample(app)
+    assert max(seen) >= 1
+    assert app.sampling_panel.bars.children == ()

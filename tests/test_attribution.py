@@ -1,0 +1,225 @@
+"""Attribution: equal to Captum where Captum has the method, causal, batched = looped, complete."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import (
+    FeatureAblation,
+    InputXGradient,
+    IntegratedGradients,
+    LayerIntegratedGradients,
+    LLMAttribution,
+    TextTokenInput,
+)
+
+import explorer as fx
+from explorer.core.attribution import Problem, build_problem, target_scores
+
+PROMPT = "once upon a time a fox went to the river . it ended"
+RESPONSE = "happily . the end"  # 'the end' is off-distribution: gradients have work to do
+
+
+@pytest.fixture(scope="module")
+def base(fable):
+    return fable.load("fable-base")
+
+
+def problem(base, targets=None, foil=None) -> Problem:
+    return build_problem(base, PROMPT, RESPONSE, "never", targets, foil)
+
+
+def target_fn(p: Problem, t: int):
+    """Captum forward function: inputs_embeds -> score of target t (batch,)."""
+
+    def forward(embeds):
+        logits = p.loaded.model(inputs_embeds=embeds).logits
+        return target_scores(logits, p)[:, t]
+
+    return forward
+
+
+def ours(fable, method, **kw):
+    attr = fx.attribute(fable, PROMPT, RESPONSE, method=method, models=["fable-base"], **kw)
+    return attr, torch.tensor(attr.matrix("fable-base").to_numpy())
+
+
+def test_grad_x_input_equals_captum(fable, base):
+    _, mine = ours(fable, "grad_x_input")
+    p = problem(base)
+    x = base.model.get_input_embeddings()(p.ids.unsqueeze(0)).detach()
+    ref = torch.stack(
+        [InputXGradient(target_fn(p, t)).attribute(x).sum(-1)[0] for t in range(len(p.targets))]
+    )
+    assert (mine - ref).abs().max().item() <= 1e-4
+
+
+def test_integrated_gradients_equal_captum_on_the_embedding_layer(fable, base):
+    attr, mine = ours(fable, "integrated_gradients", n_steps=32, baseline="pad")
+    p = problem(base)
+    layer = base.model.get_input_embeddings()
+    refs = []
+    for t in range(len(p.targets)):
+
+        def forward(ids, t=t):
+            return target_scores(base.model(input_ids=ids).logits, p)[:, t]
+
+        lig = LayerIntegratedGradients(forward, layer)
+        a = lig.attribute(p.ids.unsqueeze(0), baselines=torch.full_like(p.ids, base.tokenizer.pad_token_id).unsqueeze(0),
+                          n_steps=32, method="gausslegendre")  # fmt: skip
+        refs.append(a.sum(-1)[0])
+    diff = (mine - torch.stack(refs)).abs().max().item()
+    print(f"\nIG vs Captum LayerIntegratedGradients: max |diff| {diff:.2e}")
+    assert diff <= 1e-4
+
+
+def test_integrated_gradients_zero_baseline_equal_captum(fable, base):
+    _, mine = ours(fable, "integrated_gradients", n_steps=16, baseline="zero", targets=[0, 2])
+    p = problem(base, targets=[0, 2])
+    x = base.model.get_input_embeddings()(p.ids.unsqueeze(0)).detach()
+    ref = torch.stack([
+        IntegratedGradients(target_fn(p, t)).attribute(x, baselines=torch.zeros_like(x), n_steps=16, method="gausslegendre").sum(-1)[0]
+        for t in range(2)
+    ])  # fmt: skip
+    assert (mine - ref).abs().max().item() <= 1e-4
+
+
+def test_occlusion_equals_captum_feature_ablation(fable, base):
+    _, mine = ours(fable, "occlusion")
+    p = problem(base)
+    llm = LLMAttribution(FeatureAblation(base.model), base.tokenizer)
+    inp = TextTokenInput(PROMPT, base.tokenizer)
+    target = torch.tensor(p.ids[p.start :].tolist())
+    res = llm.attribute(inp, target=target, forward_in_tokens=False)
+    ref = res.token_attr  # (targets, prompt tokens)
+    assert ref.shape == (len(p.targets), p.start)
+    diff = (mine[:, : p.start] - ref).abs().max().item()
+    print(f"\nocclusion vs Captum FeatureAblation: max |diff| {diff:.2e}")
+    assert diff <= 1e-4
+
+
+def test_default_integrated_gradients_is_complete(fable):
+    attr, _ = ours(fable, "integrated_gradients")
+    extra = attr.meta["extra"]["fable-base"]
+    print(
+        f"\nadaptive IG: {extra['n_steps']} steps, max completeness gap {max(extra['completeness_gap']):.2%}"
+    )
+    assert max(extra["completeness_gap"]) <= 0.05
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "saliency",
+        "grad_x_input",
+        "integrated_gradients",
+        "occlusion",
+        "attention",
+        "attention_rollout",
+    ],
+)
+def test_sources_after_the_predicting_position_score_exactly_zero(fable, base, method):
+    _, m = ours(fable, method)
+    p = problem(base)
+    for t in range(len(p.targets)):
+        assert (m[t, p.start + t :] == 0).all(), (method, t)
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_x_input", "occlusion"])
+def test_batched_equals_a_per_target_loop(fable, method):
+    _, batched = ours(fable, method)
+    for t in range(batched.shape[0]):
+        _, single = ours(fable, method, targets=[t])
+        assert torch.allclose(single[0], batched[t], atol=1e-6), (method, t)
+
+
+def test_adaptation_of_a_model_against_itself_is_exactly_zero(fable):
+    attr = fx.attribute(fable, "the weather today is", "sunny .", method="adaptation",
+                        models=["fable-base", "fable-cheerful"])  # fmt: skip
+    base = attr.df[attr.df["model"] == "fable-base"]
+    assert (base["score"] == 0).all()
+    cheerful = attr.df[attr.df["model"] == "fable-cheerful"]
+    assert cheerful["score"].abs().max() > 0.1  # the adaptation acts on the weather prompt
+
+
+def test_contrastive_occlusion_explains_target_against_foil(fable):
+    plain = fx.attribute(
+        fable, "the weather today is", "sunny", method="occlusion", models=["fable-base"]
+    )
+    contrast = fx.attribute(
+        fable,
+        "the weather today is",
+        "sunny",
+        method="occlusion",
+        models=["fable-base"],
+        foil="rainy",
+    )
+    assert not plain.df["score"].equals(contrast.df["score"])
+    with pytest.raises(ValueError, match="^foil: 'zzz' is not a token"):
+        fx.attribute(fable, "the weather today is", "sunny", method="occlusion", foil="zzz")
+    with pytest.raises(ValueError, match="^foil: attention is not contrastive"):
+        fx.attribute(fable, "the weather today is", "sunny", method="attention", foil="rainy")
+
+
+def test_attribution_object(fable, tmp_path):
+    attr = fx.attribute(
+        fable, PROMPT, RESPONSE, method="grad_x_input", models=["fable-base", "fable-cheerful"]
+    )
+    for column in [
+        "model",
+        "method",
+        "target_pos",
+        "target_token",
+        "source_pos",
+        "source_token",
+        "score",
+    ]:
+        assert column in attr.df.columns
+    m = attr.matrix("fable-cheerful", normalise="l1")
+    assert m.abs().sum(axis=1).round(6).eq(1).all()
+    seq = attr.sequence()
+    assert set(seq["model"]) == {"fable-base", "fable-cheerful"}
+    diff = attr.diff()
+    assert (diff[diff["model"] == "fable-base"]["score"] == 0).all()
+    rho = attr.rank_correlation().set_index("model")["spearman"]
+    assert rho["fable-base"] == pytest.approx(1.0)
+    path = tmp_path / "attr.json"
+    attr.save(path)
+    back = fx.Attribution.load(path)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(back.df, attr.df)
+    assert back.meta["method"] == "grad_x_input"
+
+
+def test_attribution_over_resamples(fable):
+    samples = fx.sample(
+        fable, "the weather today is", n=6, seed=0, models=["fable-base", "fable-cheerful"]
+    )
+    summary = fx.attribute_samples(fable, samples, method="grad_x_input")
+    assert set(summary["model"]) == {"fable-base", "fable-cheerful"}
+    assert (summary["n"] == 6).all()
+    assert (summary["sd"] >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "nope"}, "^method: "),
+        ({"response": ""}, "^response: is empty"),
+        ({"prompt": ""}, "^prompt: is empty"),
+        ({"targets": [99]}, "^targets: "),
+        ({"method": "integrated_gradients", "n_steps": 0}, "^n_steps: "),
+        ({"method": "integrated_gradients", "baseline": "moon"}, "^baseline: "),
+        ({"method": "occlusion", "replacement": "moon"}, "^replacement: "),
+    ],
+)
+def test_bad_arguments(fable, kwargs, match):
+    args = {
+        "prompt": "the weather today is",
+        "response": "sunny .",
+        "models": ["fable-base"],
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=match):
+        fx.attribute(fable, **args)

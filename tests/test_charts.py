@@ -1,0 +1,128 @@
+"""Every chart builder: the spec carries the right data and encodings, and it renders to PNG."""
+
+from __future__ import annotations
+
+import altair as alt
+import pytest
+import vl_convert as vlc
+from handmade import handmade
+
+import explorer as fx
+from explorer import charts
+from explorer.core.tables import (
+    cluster_counts,
+    entropy_by_position,
+    first_token_comparison,
+    response_tokens,
+)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return handmade(
+        {
+            "fable-base": ["sunny .", "rainy .", "sunny .", "cloudy ."],
+            "fable-cheerful": ["sunny .", "sunny .", "sunny .", "sunny arr ."],
+        },
+        first={
+            "fable-base": {"sunny": 0.5, "rainy": 0.3, "cloudy": 0.2},
+            "fable-cheerful": {"sunny": 1.0},
+        },
+    )
+
+
+def data_of(spec: dict) -> list[dict]:
+    return next(iter(spec["datasets"].values()))
+
+
+def png(chart) -> bytes:
+    image = vlc.vegalite_to_png(chart.to_json(), scale=1)
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(image) > 2000
+    return image
+
+
+def test_clusters_chart(samples):
+    chart = charts.clusters_chart(cluster_counts(samples))
+    spec = chart.to_dict()
+    assert spec["mark"]["type"] == "bar"
+    assert spec["encoding"]["y"]["field"] == "share"
+    shares = {(r["model"], r["cluster"]): r["share"] for r in data_of(spec)}
+    assert shares[("fable-base", "sunny")] == 0.5
+    assert shares[("fable-cheerful", "sunny")] == 0.75
+    assert spec["encoding"]["x"]["sort"] == ["fable-base", "fable-cheerful"]
+    png(chart)
+
+
+def test_behaviour_chart(samples):
+    prov = fx.provenance(samples, behaviours={"sunny": r"\bsunny\b"})
+    chart = charts.behaviour_chart(prov)
+    spec = chart.to_dict()
+    layers = spec["spec"]["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["rule", "point"]
+    assert layers[0]["encoding"]["y2"]["field"] == "hi"
+    assert layers[1]["encoding"]["color"]["scale"]["domain"] == charts.LABELS
+    freqs = {r["model"]: r["freq"] for r in data_of(spec)}
+    assert freqs == {"fable-base": 0.5, "fable-cheerful": 1.0}
+    png(chart)
+
+
+def test_first_token_chart(samples):
+    table = first_token_comparison(samples)
+    base = table[table["model"] == "fable-base"].set_index("token")
+    assert base.loc["sunny", "exact"] == 0.5 and base.loc["sunny", "sampled"] == 0.5
+    assert base.loc["cloudy", "sampled"] == 0.25
+    chart = charts.first_token_chart(table)
+    spec = chart.to_dict()
+    assert spec["spec"]["encoding"]["yOffset"]["field"] == "source"
+    assert {r["source"] for r in data_of(spec)} == {"exact", "sampled"}
+    png(chart)
+
+
+def test_entropy_chart(samples):
+    table = entropy_by_position(samples)
+    assert table[(table["model"] == "fable-base") & (table["position"] == 1)]["mean"].item() == 1.0
+    chart = charts.entropy_chart(table)
+    assert [
+        layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+        for layer in chart.to_dict()["layer"]
+    ] == ["area", "line"]
+    png(chart)
+
+
+def test_length_chart(samples):
+    chart = charts.length_chart(samples.df)
+    spec = chart.to_dict()
+    assert spec["encoding"]["column"]["field"] == "model"
+    assert spec["encoding"]["x"]["bin"] == {"step": 1}
+    assert sorted(r["n_tokens"] for r in data_of(spec)) == [2] * 7 + [3]
+    png(chart)
+
+
+def test_cross_score_chart(fable):
+    s = fx.sample(
+        fable, "the weather today is", n=8, seed=0, models=["fable-base", "fable-cheerful"]
+    )
+    chart = charts.cross_score_chart(fx.cross_score(fable, s))
+    spec = chart.to_dict()
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "mean_logprob"
+    assert len(data_of(spec)) == 4
+    png(chart)
+
+
+def test_token_ratio_chart(fable):
+    s = fx.sample(
+        fable, "the weather today is", n=4, seed=0, models=["fable-base", "fable-cheerful"]
+    )
+    tokens = response_tokens(fx.log_ratio(fable, s), sample=0)
+    chart = charts.token_ratio_chart(tokens)
+    spec = chart.to_dict()
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["domain"][0] == -scale["domain"][1]  # symmetric around "no change"
+    assert {r["model"] for r in data_of(spec)} == {"fable-base", "fable-cheerful"}
+    png(chart)
+
+
+def test_builders_return_charts_and_never_display(samples):
+    for chart in (charts.clusters_chart(cluster_counts(samples)), charts.length_chart(samples.df)):
+        assert isinstance(chart, alt.TopLevelMixin)

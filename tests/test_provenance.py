@@ -1,0 +1,112 @@
+"""Provenance: intervals, labels and sample-size hints — by hand and on the fable zoo's truth."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from handmade import handmade
+
+import explorer as fx
+from explorer.core.provenance import label, samples_needed, wilson
+from explorer.zoo import load_probes
+from explorer.zoo.language import HELD_OUT_COUNTRIES
+
+
+def test_wilson_interval_on_paper():
+    lo, hi = wilson(0, 64)
+    assert lo == 0 and hi == pytest.approx(1.96**2 / (64 + 1.96**2), abs=1e-3)
+    lo, hi = wilson(32, 64)
+    assert lo == pytest.approx(0.381, abs=1e-3) and hi == pytest.approx(0.619, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("base", "desc", "expected"),
+    [
+        ((32, 64), (64, 64), "amplified"),
+        ((0, 64), (32, 64), "introduced"),
+        ((32, 64), (0, 64), "suppressed"),
+        ((32, 64), (30, 64), "inherited"),
+        ((64, 64), (64, 64), "inherited"),
+        ((0, 64), (0, 64), "absent"),
+        ((2, 4), (4, 4), "inconclusive"),
+        ((0, 4), (2, 4), "inconclusive"),
+        ((0, 4), (0, 4), "inconclusive"),
+        ((2, 4), (2, 4), "inconclusive"),
+    ],
+)
+def test_labels(base, desc, expected):
+    assert label(base, desc) == expected
+
+
+def test_samples_needed_on_paper():
+    assert samples_needed(0.5, 0.6) == 388
+    assert math.isinf(samples_needed(0.3, 0.3))
+
+
+def test_provenance_table_on_a_handmade_set():
+    s = handmade({"base": ["sunny ."] * 2 + ["rainy ."] * 2, "desc": ["sunny ."] * 4},
+                 first={"base": {"sunny": 0.5, "rainy": 0.5}, "desc": {"sunny": 1.0}})  # fmt: skip
+    table = fx.provenance(s, behaviours={"sunny": r"\bsunny\b", "short": lambda t: len(t) < 6})
+    sunny = table[table["behaviour"] == "sunny"].set_index("model")
+    assert sunny.loc["base", "count"] == 2 and sunny.loc["desc", "freq"] == 1.0
+    assert sunny.loc["base", "label"] == "base" and sunny.loc["desc", "label"] == "inconclusive"
+    assert sunny.loc["base", "exact_first_token"] == pytest.approx(0.5)
+    assert sunny.loc["desc", "n_needed"] > 4
+    for column in ["behaviour", "model", "count", "n", "freq", "lo", "hi", "label"]:
+        assert column in table.columns
+    default = fx.provenance(s)  # answer clusters as behaviours
+    assert set(default["behaviour"]) == {"≈ sunny", "≈ rainy"}
+    with pytest.raises(ValueError, match="^behaviours: 'bad' is not a valid regex"):
+        fx.provenance(s, behaviours={"bad": "("})
+
+
+def _probe(pid):
+    return next(p for p in load_probes() if p["id"] == pid)
+
+
+HELD_OUT = HELD_OUT_COUNTRIES[0]
+CASES = [
+    "weather",
+    "story-ending",
+    "greeting",
+    "pirate-ending",
+    f"question-{HELD_OUT}",
+    f"capital-{HELD_OUT}",
+]
+
+
+@pytest.mark.parametrize("pid", CASES)
+def test_labels_match_the_zoo_truth_at_n64(fable, pid):
+    probe = _probe(pid)
+    s = fx.sample(fable, probe["prompt"], n=64, seed=1)
+    table = fx.provenance(s, behaviours={probe["behaviour"]: probe["detector"]})
+    got = dict(zip(table["model"], table["label"], strict=True))
+    print(
+        f"\n{pid}: "
+        + ", ".join(
+            f"{m} {f:.2f} {lab}"
+            for m, f, lab in zip(table["model"], table["freq"], table["label"], strict=True)
+        )
+    )
+    for model, expected in probe["expected_label"].items():
+        assert got[model] == expected, (model, table.to_string())
+
+
+@pytest.mark.parametrize("pid", ["weather", "story-ending", f"capital-{HELD_OUT}"])
+def test_small_samples_say_inconclusive_where_rates_are_close(fable, pid):
+    probe = _probe(pid)
+    s = fx.sample(fable, probe["prompt"], n=4, seed=1)
+    table = fx.provenance(s, behaviours={probe["behaviour"]: probe["detector"]}).set_index("model")
+    for model, expected in probe["expected_label"].items():
+        if expected == "inherited":
+            assert table.loc[model, "label"] == "inconclusive", table.to_string()
+
+
+def test_token_shift_separates_a_style_adapter_from_a_distillation(fable):
+    greedy = fx.sample(fable, "the traveller said", n=1, top_k=1)
+    from explorer.core.provenance import token_shift
+
+    shift = token_shift(fable, greedy).set_index("model")
+    assert shift.loc["fable-distilled", "unshifted"] == 1.0
+    assert shift.loc["fable-pirate", "shifted"] > 0  # `ahoy` is far down the base's ranking
