@@ -8,7 +8,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 VOCAB = 50257
 
@@ -40,3 +46,18 @@ def gpt2_small_folder(root: Path | None = None, seed: int = 0) -> Path:
 
 def words(n: int, offset: int = 100) -> str:
     return " ".join(f"w{offset + 37 * i % 5000}" for i in range(n))
+
+
+def smollm2_folder(root: Path | None = None, seed: int = 0) -> Path:
+    """A randomly initialised SmolLM2-135M-shaped Llama (30 layers, hidden 576, vocab 49,152)."""
+    root = Path(root or tempfile.mkdtemp(prefix="fx-smollm2-"))
+    folder = root / "smollm2-135m-random"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=2, eos_token_id=3, pad_token_id=0)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    synthetic_tokenizer(49152).save_pretrained(folder)
+    return folder

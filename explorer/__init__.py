@@ -36,6 +36,9 @@ _API = {
     "Attribution": "explorer.core.attribution",
     "register_method": "explorer.core.attribution",
     "list_methods": "explorer.core.attribution",
+    "load_sweep": "explorer.core.sweep",
+    "run_sweep": "explorer.core.sweep",
+    "Session": "explorer.core.session",
     "Explorer": "explorer.app",
     "load_probes": "explorer.zoo",
 }

@@ -44,7 +44,7 @@ def serve_parser() -> argparse.ArgumentParser:
         description=(
             "Serve the Model Family Explorer app (or a lesson notebook) with Voila. "
             "Other commands: `family-explorer zoo build --out DIR [--quick]` rebuilds the "
-            "bundled fable model family."
+            "bundled fable model family; `family-explorer sweep --help` runs a prompt set."
         ),
     )
     parser.add_argument("notebook", nargs="?", help="notebook file or bundled lesson name")
@@ -109,10 +109,63 @@ def zoo(argv: list[str]) -> int:
     return zoo_main(argv)
 
 
+def sweep_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="family-explorer sweep",
+        description="Sample a prompt set across a family; resumable (re-run the same command).",
+    )
+    p.add_argument("--family", required=True, help="'fable', a preset, a hub id or a folder")
+    p.add_argument(
+        "--descendant", action="append", default=[], help="a descendant id or folder (repeat)"
+    )
+    p.add_argument("--prompts", required=True, help=".txt (one per line), .csv or .jsonl")
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--attribute", metavar="METHOD", help="also attribute samples with METHOD")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def sweep(argv: list[str]) -> int:
+    args = sweep_parser().parse_args(argv)
+    import explorer as fx
+    from explorer.core.sampling import SamplingParams
+    from explorer.core.sweep import read_prompts, run_sweep, summary
+
+    try:
+        family = fx.load_family(args.family, descendants=args.descendant or None)
+        params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+        prompts = read_prompts(args.prompts)
+        tables = run_sweep(
+            family, prompts, params, args.out, attribute=args.attribute, quiet=args.quiet
+        )
+    except KeyboardInterrupt:
+        print(
+            "\nfamily-explorer sweep: interrupted; finished units are saved — re-run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, TypeError, OSError) as err:
+        print(f"family-explorer sweep: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(summary(tables["provenance"]).to_string(index=False))
+        print(f"\nwritten to {Path(args.out).resolve()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "zoo":
         return zoo(argv[1:])
+    if argv and argv[0] == "sweep":
+        return sweep(argv[1:])
     return serve(argv)
 
 

@@ -73,7 +73,8 @@ def test_stop_cancels_and_keeps_finished_models(app):
     seen = []
 
     def stop_when_second_model_runs(change):
-        if len(change["new"]) >= 2 and not seen:
+        fractions = list(change["new"].values())
+        if len(fractions) >= 2 and fractions[1] > 0 and not seen:
             seen.append(dict(change["new"]))
             app.sampling_panel.stop.click()
 

@@ -10,7 +10,7 @@ N_MODELS, N = 5, 16
 
 
 def test_resample_compare_and_attribute_in_voila():
-    with served() as url, browser_page() as page:
+    with served() as url, browser_page(height=1000) as page:
         page.goto(url, timeout=120_000)
         page.get_by_text("Model Family Explorer").first.wait_for(timeout=120_000)
         resample = page.get_by_role("button", name="Resample")
@@ -23,8 +23,8 @@ def test_resample_compare_and_attribute_in_voila():
         page.locator("input[type=number]").first.press("Tab")
         resample.click()
         page.wait_for_function(
-            f"() => document.querySelectorAll('.widget-select select').length >= {N_MODELS} && "
-            f"[...document.querySelectorAll('.widget-select select')].every(s => s.options.length === {N})",
+            f"() => document.querySelectorAll('.fx-responses select').length >= {N_MODELS} && "
+            f"[...document.querySelectorAll('.fx-responses select')].every(s => s.options.length === {N})",
             timeout=120_000,
         )
         page.get_by_role("tab", name="Variability").click()
@@ -33,7 +33,7 @@ def test_resample_compare_and_attribute_in_voila():
             timeout=60_000,
         )
         page.get_by_role("tab", name="Responses").click()
-        page.locator(".widget-select select").nth(1).select_option(index=0)
+        page.locator(".fx-responses select").nth(1).select_option(index=0)
         page.get_by_role("tab", name="Attribution").click()
         page.wait_for_function(
             "() => [...document.querySelectorAll('.vega-embed')].filter(e => e.offsetParent !== null).length >= 2",
@@ -41,6 +41,8 @@ def test_resample_compare_and_attribute_in_voila():
         )
         page.wait_for_timeout(500)
         no_traceback(page)
+        page.set_viewport_size({"width": 1400, "height": 2000})
+        page.wait_for_timeout(500)
         path = screenshot(page, "explorer-attribution.png")
         page.get_by_role("tab", name="Variability").click()
         page.wait_for_timeout(800)

@@ -105,7 +105,7 @@ def test_sunny_frequency_matches_the_truth(fable):
 
 def test_a_models_own_generation_config_never_leaks_in(tmp_path, fable_tokenizer):
     folder = tiny_llama(tmp_path / "greedy-ish", fable_tokenizer, top_k=2, temperature=0.05,
-                        repetition_penalty=3.0, do_sample=False)  # fmt: skip
+                        repetition_penalty=3.0, do_sample=True)  # fmt: skip
     family = fx.load_family(folder, store=ModelStore())
     s = fx.sample(family, PROMPT, n=32, seed=0, max_new_tokens=6)
     for row in s.df.itertuples():

@@ -33,6 +33,14 @@ def enable_offline_charts() -> None:
         raise RuntimeError(f"offline charts need vl-convert-python and anywidget: {err}") from err
 
 
+def chart_widget(chart: Any) -> Any:
+    """An altair chart as a widget that draws offline (in notebooks and Voila alike)."""
+    import altair as alt
+
+    enable_offline_charts()
+    return alt.JupyterChart(chart)
+
+
 class Explorer(w.VBox):
     """The whole app for one family: family, prompt and sampling panels, then tabs."""
 

@@ -175,18 +175,19 @@ class SamplingPanel(w.VBox):
 
     def redraw(self, _=None) -> None:
         s = self.state
-        sampling = s.running == "Sampling"
         self.resample.disabled = bool(s.running) or s.family is None
         self.stop.disabled = not s.running
-        if sampling:
-            bars = []
-            for model, frac in s.progress.items():
-                bar = w.FloatProgress(value=frac, min=0, max=1, description=model, style={"description_width": "120px"},
-                                      layout=w.Layout(width="300px"))  # fmt: skip
-                bars.append(bar)
-            self.bars.children = bars
-        else:
-            self.bars.children = []
+        if s.running != "Sampling":
+            self.bars.children, self._bars = [], {}
+            return
+        for model, frac in s.progress.items():
+            if model not in self._bars:
+                self._bars[model] = w.FloatProgress(min=0, max=1, description=model, style={"description_width": "120px"},
+                                                    layout=w.Layout(width="300px"))  # fmt: skip
+                self.bars.children = list(self._bars.values())
+            self._bars[model].value = frac
+
+    _bars: dict = {}
 
 
 class ResponsesView(w.VBox):
@@ -225,8 +226,13 @@ class ResponsesView(w.VBox):
                 ):
                     tag = f"  [{clusters.iloc[idx]}]" if clusters is not None else ""
                     options.append((f"{sample:>3}. {text or '(empty)'}{tag}", int(sample)))
-                select = w.Select(options=options, value=None, rows=min(len(options), 14),
-                                  layout=w.Layout(width="250px"))  # fmt: skip
+                select = w.Select(
+                    options=options,
+                    value=None,
+                    rows=min(len(options), 14),
+                    layout=w.Layout(width="250px"),
+                )
+                select.add_class("fx-responses")
                 select.observe(lambda change, m=model: self.on_pick(m, change), names="value")
                 relation = RELATION_NAMES.get(s.relations.get(model, ""), "")
                 head = w.HTML(

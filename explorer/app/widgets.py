@@ -61,6 +61,7 @@ STYLE = """
 .fx-status { background: #f3f4f6; color: #374151; border-radius: 6px; padding: 6px 10px; }
 .fx-table { border-collapse: collapse; font-size: 12px; }
 .fx-table th, .fx-table td { padding: 2px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; white-space: pre-wrap; max-width: 420px; }
+.fx-table td:first-child { white-space: nowrap; }
 .fx-note { color: #6b7280; font-size: 12px; }
 .fx-model { font-weight: 600; margin-bottom: 2px; }
 .fx-relation { color: #6b7280; font-size: 12px; }

@@ -50,7 +50,9 @@ def entropy(counts: Counter | list[float]) -> float:
     """Shannon entropy in nats of counts or probabilities."""
     values = list(counts.values()) if isinstance(counts, Counter) else list(counts)
     total = sum(values)
-    return -sum(v / total * math.log(v / total) for v in values if v > 0) if total else float("nan")
+    if not total:
+        return float("nan")
+    return max(0.0, -sum(v / total * math.log(v / total) for v in values if v > 0))
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:

@@ -3,6 +3,7 @@ per-token log-ratios against the base, and per-position KL/JS divergence."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -224,11 +225,14 @@ def divergence(
 
 
 def kl_js(logp: torch.Tensor, logq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL(p‖q) and JS(p, q) per row of two (positions, vocab) log-distributions."""
+    """KL(p‖q) and JS(p, q) per row of two (positions, vocab) log-distributions.
+
+    Entries where the two agree exactly contribute exactly 0, so a model compared with itself
+    scores 0, not rounding noise."""
+    same = logp == logq  # (positions, vocab)
     p, q = logp.exp(), logq.exp()
-    kl = (p * (logp - logq)).nan_to_num().sum(-1)  # (positions,)
-    logm = torch.log(0.5 * (p + q))
-    js = 0.5 * (p * (logp - logm)).nan_to_num().sum(-1) + 0.5 * (
-        q * (logq - logm)
-    ).nan_to_num().sum(-1)
+    kl = torch.where(same, 0.0, p * (logp - logq)).nan_to_num().sum(-1)  # (positions,)
+    logm = torch.logaddexp(logp, logq) - math.log(2)
+    js_terms = 0.5 * p * (logp - logm) + 0.5 * q * (logq - logm)
+    js = torch.where(same, 0.0, js_terms).nan_to_num().sum(-1)  # (positions,)
     return kl.clamp_min(0), js.clamp_min(0)

@@ -1,0 +1,115 @@
+"""Sweeps from the command line: files, resume after SIGINT, refusal to mix runs, load_sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import explorer as fx
+
+PROMPTS = ["the weather today is", "the traveller said", "once upon a time a fox went to the river . it ended",
+           "the capital of zorbia is", "the weather today is sunny"]  # fmt: skip
+
+
+def sweep_cmd(prompts, out, n=6, extra=()):
+    return [sys.executable, "-m", "explorer.cli", "sweep", "--family", "fable", "--prompts", str(prompts),
+            "--n", str(n), "--max-new-tokens", "12", "--seed", "3", "--out", str(out), *extra]  # fmt: skip
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": PROMPTS, "behaviour:sunny": [r"\bsunny\b", "", "", "", ""]}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_tables(prompt_file, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        sweep_cmd(prompt_file, out, extra=["--quiet"]), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = fx.load_sweep(out)
+    assert len(data["samples"]) == len(PROMPTS) * 5 * 6
+    assert len(data["variability"]) == len(PROMPTS) * 5
+    assert set(data["samples"]["prompt_index"]) == set(range(len(PROMPTS)))
+    prov = data["provenance"]
+    assert set(prov[prov["prompt_index"] == 0]["behaviour"]) == {"sunny"}
+    for name in ("variability.csv", "provenance.csv", "samples.parquet", "manifest.json"):
+        assert (out / name).is_file()
+    assert data["manifest"]["params"]["n"] == 6 and "torch" in data["manifest"]["versions"]
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_to_the_same_samples(prompt_file, tmp_path):
+    whole = tmp_path / "whole"
+    subprocess.run(
+        sweep_cmd(prompt_file, whole, extra=["--quiet"]),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        sweep_cmd(prompt_file, out, n=6, extra=["--quiet"]), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while len(list((out / "units").glob("*.json"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            "the sweep ended before it could be interrupted"
+        )
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    assert proc.returncode == 130, proc.stderr.read()
+    finished = len(list((out / "units").glob("*.json")))
+    assert 3 <= finished < len(PROMPTS) * 5
+    assert not any(p.name.endswith(".tmp") for p in (out / "units").iterdir())
+    subprocess.run(
+        sweep_cmd(prompt_file, out, extra=["--quiet"]), check=True, capture_output=True, timeout=600
+    )
+    a, b = fx.load_sweep(whole)["samples"], fx.load_sweep(out)["samples"]
+    cols = ["model", "sample", "prompt", "text", "token_ids", "logprobs"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_changing_n_on_resume_is_refused(prompt_file, tmp_path):
+    out = tmp_path / "run"
+    (out / "units").mkdir(parents=True)
+    from explorer.core.sampling import SamplingParams
+    from explorer.core.sweep import manifest_for, read_prompts
+
+    family = fx.load_family("fable")
+    manifest = manifest_for(
+        family, read_prompts(prompt_file), SamplingParams(n=6, max_new_tokens=12, seed=3), None
+    )
+    import json
+
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run(sweep_cmd(prompt_file, out, n=7), capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert done.returncode == 2
+    assert "n was 6, now 7" in done.stderr
+
+
+def test_bad_prompt_files(tmp_path):
+    from explorer.core.sweep import read_prompts
+
+    with pytest.raises(ValueError, match="^prompts: no file"):
+        read_prompts(tmp_path / "missing.txt")
+    bad = tmp_path / "p.csv"
+    bad.write_text("text\nhello\n")
+    with pytest.raises(ValueError, match="needs a 'prompt' column"):
+        read_prompts(bad)
+    txt = tmp_path / "p.txt"
+    txt.write_text("one\n\ntwo\n")
+    assert [p.prompt for p in read_prompts(txt)] == ["one", "two"]
