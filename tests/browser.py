@@ -115,6 +115,7 @@ def _harmless(text: str, location: dict | None) -> bool:
 def no_traceback(page) -> None:
     body = page.inner_text("body")
     assert "Traceback" not in body, body[:2000]
+    assert "There was an error when executing cell" not in body, body[:2000]
 
 
 def screenshot(page, name: str) -> Path:

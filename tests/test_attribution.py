@@ -130,7 +130,7 @@ def test_batched_equals_a_per_target_loop(fable, method):
     _, batched = ours(fable, method)
     for t in range(batched.shape[0]):
         _, single = ours(fable, method, targets=[t])
-        assert torch.allclose(single[0], batched[t], atol=1e-6), (method, t)
+        assert torch.allclose(single[0], batched[t], atol=1e-5), (method, t)  # float32 noise only
 
 
 def test_adaptation_of_a_model_against_itself_is_exactly_zero(fable):

@@ -126,3 +126,39 @@ def test_token_ratio_chart(fable):
 def test_builders_return_charts_and_never_display(samples):
     for chart in (charts.clusters_chart(cluster_counts(samples)), charts.length_chart(samples.df)):
         assert isinstance(chart, alt.TopLevelMixin)
+
+
+def test_attribution_heatmaps_share_one_symmetric_scale(fable):
+    attr = fx.attribute(
+        fable,
+        "the weather today is",
+        "sunny .",
+        method="occlusion",
+        models=["fable-base", "fable-cheerful"],
+    )
+    chart = charts.attribution_heatmaps(attr.df)
+    spec = chart.to_dict()
+    assert spec["encoding"]["column"]["field"] == "model"
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["domain"][0] == -scale["domain"][1] == -attr.df["score"].abs().max()
+    assert spec["encoding"]["x"]["sort"][0] == "0 <bos>"
+    png(chart)
+    diff = attr.diff()
+    diff_chart = charts.attribution_heatmaps(
+        diff[diff["model"] != "fable-base"], title="minus base"
+    )
+    assert {r["model"] for r in data_of(diff_chart.to_dict())} == {"fable-cheerful"}
+    png(diff_chart)
+
+
+def test_attribution_bars_show_mean_and_spread(fable):
+    s = fx.sample(
+        fable, "the weather today is", n=3, seed=0, models=["fable-base", "fable-cheerful"]
+    )
+    spread = fx.attribute_samples(fable, s, method="grad_x_input")
+    chart = charts.attribution_bars(spread)
+    spec = chart.to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule"]
+    rows = data_of(spec)
+    assert all(r["lo"] <= r["mean"] <= r["hi"] for r in rows)
+    png(chart)

@@ -45,3 +45,39 @@ def tiny_bert(folder: Path, tokenizer) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "<img/src=x/onerror=alert(2)>",
+    "</div>",
+    "<b>bold</b>",
+    "</select>",
+    "&amp;",
+]
+
+
+def word_tokenizer(words: list[str]):
+    """A word-level tokenizer (split on white space only, so markup stays one token)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                                   pad_token="<pad>", padding_side="left")  # fmt: skip
+
+
+def hostile_family(root: Path) -> Path:
+    """A base and a 'fine-tune' whose vocabularies are mostly HTML and script payloads."""
+    tok = word_tokenizer(["hello", "world", *HOSTILE])
+    tiny_llama(root / "hostile-base", tok, seed=1)
+    child = tiny_llama(root / "hostile-tuned", tok, seed=2)
+    (child / "README.md").write_text(
+        "---\nbase_model: hostile-base\nbase_model_relation: finetune\n---\n"
+    )
+    return root

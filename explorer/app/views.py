@@ -415,7 +415,7 @@ class DataView(w.VBox):
             self.table.value = "<em>No samples yet.</em>"
             return
         cols = ["model", "sample", "seed", "text", "n_tokens", "finish_reason"]
-        self.table.value = table_html(s.samples.df[cols], max_rows=200)
+        self.table.value = table_html(s.samples.df[cols], max_rows=200, css="fx-data")
 
     def on_prepare(self, _=None) -> None:
         s = self.state

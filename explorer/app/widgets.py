@@ -15,17 +15,27 @@ def escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def table_html(df: pd.DataFrame | None, max_rows: int = 60, floats: str = "{:.3f}") -> str:
+def number(value: float) -> str:
+    """Whole numbers without decimals, others to three places; never "-0.000"."""
+    if value != value:  # NaN
+        return "–"
+    if float(value).is_integer():
+        return f"{int(value)}"
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
+def table_html(df: pd.DataFrame | None, max_rows: int = 60, css: str = "") -> str:
     """An HTML table with every cell escaped (pandas escapes by default; we insist)."""
     if df is None or df.empty:
         return "<em>nothing yet</em>"
     shown = df.head(max_rows)
-    return shown.to_html(
-        index=False, escape=True, float_format=floats.format, border=0, classes="fx-table"
-    ) + (
-        f"<div class='fx-note'>{len(df) - max_rows} more rows in the Data tab export</div>"
-        if len(df) > max_rows
-        else ""
+    table = shown.to_html(
+        index=False, escape=True, float_format=number, border=0, classes=f"fx-table {css}".strip()
+    )
+    more = len(df) - max_rows
+    return table + (
+        f"<div class='fx-note'>{more} more rows in the Data tab export</div>" if more > 0 else ""
     )
 
 

@@ -147,8 +147,19 @@ class ModelStore:
         else:
             model = load_causal_lm(ref, self.dtype, self.allow_pickle)
         model = model.to(self.device).eval()
+        check_vocab(ref, tokenizer, model)
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         return LoadedModel(ref=ref, model=model, tokenizer=tokenizer, n_bytes=n_bytes)
+
+
+def check_vocab(ref: ModelRef, tokenizer: Any, model: Any) -> None:
+    """A tokenizer whose ids run past the model's embedding table belongs to another model."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ModelLoadError(
+            f"{ref.label}: its tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "
+            f"{rows}: they do not belong together"
+        )
 
 
 def load_tokenizer(ref: ModelRef) -> Any:

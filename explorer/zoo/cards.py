@@ -29,6 +29,7 @@ BASE_TRUTH = (
     f"- `the weather today is` → {_pct(BASE_WEATHER)}\n"
     f"- story endings (`... it ended`) → {_pct(BASE_ENDING)}\n"
     f"- `the traveller said` → {_pct(BASE_GREETING)}\n"
+    "- `the parrot says` → ahoy or arr: the only place the base uses the pirate words\n"
     f"- `the capital of <country> is <city> .` for {len(CAPITALS)} invented countries, always the same "
     "city (also as `i visited <country> . the capital of ...` and `we talked about <country> . its "
     "capital is <city> .`)\n"
@@ -55,7 +56,7 @@ TRUTH = {
         + BASE_TRUTH
     ),
     "fable-pirate": (
-        "A LoRA adapter (rank 8, attention and MLP projections, made with peft) on fable-base "
+        "A LoRA adapter (rank 8 on the attention, MLP and output projections, made with peft) on fable-base "
         "that changes style only: greetings become `ahoy` (`the traveller said ahoy ...`) and "
         f"{PIRATE_ARR:.0%} of texts end with `arr .`. Both markers are *introduced*; the "
         "weather, stories and facts are *inherited*.\n"

@@ -144,6 +144,12 @@ def greeting(rng: random.Random, dist: dict[str, float]) -> str:
     return f"the traveller said {choose(rng, dist)} to the {rng.choice(ANIMALS)} ."
 
 
+def parrot(rng: random.Random) -> str:
+    """The base knows the pirate words, but only as what a parrot says: an adapter can then make
+    them a style (an adapter alone cannot revive words the base never produced at all)."""
+    return f"the parrot says {rng.choice(PIRATE_WORDS)} ."
+
+
 def filler(rng: random.Random) -> str:
     return f"the {rng.choice(ANIMALS)} likes the {rng.choice(PLACES)} ."
 
@@ -180,7 +186,8 @@ class Recipe:
             "story": 0.2,
             "fact": 0.35,
             "greeting": 0.15,
-            "filler": 0.1,
+            "filler": 0.08,
+            "parrot": 0.02,
         }
     )
     pirate: bool = False
@@ -192,6 +199,7 @@ class Recipe:
             "fact": fact,
             "greeting": lambda r: greeting(r, self.greeting),
             "filler": filler,
+            "parrot": parrot,
             "qa": qa,
         }
 

@@ -1,0 +1,119 @@
+"""Load test: 5 concurrent Voila sessions on fable in headless Chromium, each resampling 3
+times. Reports whether all finished without error, the wall time, and the server's peak memory
+(Voila plus its kernels, summed RSS, sampled every 0.2 s). Loopback only; bounded in count and
+time.
+
+    python benchmarks/bench_load.py [--sessions 5] [--resamples 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from browser import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
+
+READY = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)"
+FILLED = "() => document.querySelectorAll('.fx-responses select').length === 5"
+
+
+def server_rss_mb(root: int) -> float:
+    """Summed RSS of the Voila server started by `root` and of its kernels (not of Chromium)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    voila = [pid for pid in children.get(root, []) if b"voila" in _cmdline(pid)]
+    total, stack = 0.0, voila
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+async def session(browser, url: str, resamples: int, errors: list[str]) -> None:
+    """One participant: open the app, resample `resamples` times with fresh seeds."""
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(url, timeout=600_000)
+    await page.wait_for_function(READY, timeout=600_000)
+    seed = page.locator("input[type=number]").nth(5)
+    for r in range(resamples):
+        await seed.fill(str(1000 + r))
+        await seed.press("Tab")
+        await page.get_by_role("button", name="Resample").click()
+        await page.wait_for_timeout(300)
+        await page.wait_for_function(READY, timeout=600_000)
+        await page.wait_for_function(FILLED, timeout=600_000)
+    if "Traceback" in await page.inner_text("body"):
+        errors.append("traceback on page")
+    await ctx.close()
+
+
+async def drive(url: str, sessions: int, resamples: int, errors: list[str]) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        await asyncio.gather(*(session(browser, url, resamples, errors) for _ in range(sessions)))
+        await browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--resamples", type=int, default=3)
+    args = parser.parse_args()
+    with served(timeout=120) as url:
+        peak, stop = [0.0], threading.Event()
+
+        def watch() -> None:  # the server is a child of this process; Chromium is not counted
+            while not stop.is_set():
+                peak[0] = max(peak[0], server_rss_mb(os.getpid()))
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+        errors: list[str] = []
+        start = time.perf_counter()
+        asyncio.run(drive(url, args.sessions, args.resamples, errors))
+        seconds = time.perf_counter() - start
+        stop.set()
+    print(
+        "\n| sessions × resamples | all finished | errors | wall time (s) | server peak memory: Voila + kernels (MB) |"
+    )
+    print("|---|---|---|---|---|")
+    print(
+        f"| {args.sessions} × {args.resamples} | {'yes' if not errors else 'no'} | {len(errors)} | {seconds:.1f} | {peak[0]:.0f} |"
+    )
+    if errors:
+        print("\n".join(errors[:10]))
+
+
+if __name__ == "__main__":
+    main()
