@@ -32,32 +32,29 @@ def main() -> None:
     args = parser.parse_args()
     loads, clicks = [], []
     with served() as url, browser_page(height=1400) as page:
+        for _ in range(args.repeats):  # each visit a fresh page (and so a fresh Voila kernel)
+            fresh = page.context.new_page()
+            start = time.perf_counter()
+            fresh.goto(url, timeout=300_000)
+            fresh.wait_for_function(READY, timeout=300_000)
+            loads.append(time.perf_counter() - start)
+            fresh.close()
+        page.goto(url, timeout=300_000)
+        page.wait_for_function(READY, timeout=300_000)
+        members = ["fable-cheerful — fine-tune", "fable-pirate — LoRA adapter"]
+        page.locator(".widget-select-multiple select").select_option(label=members)
+        page.get_by_role("tab", name="Variability").click()
+        seed = page.locator("input[type=number]").nth(5)
         for i in range(args.repeats):
+            page.evaluate(MARK_OLD)
+            seed.fill(str(100 + i))
+            seed.press("Tab")
             start = time.perf_counter()
-            page.goto(url, timeout=300_000)
-            page.wait_for_function(READY, timeout=300_000)
-            loads.append(time.perf_counter() - start)
-            if i == 0:
-                page.locator(".widget-select-multiple select").select_option(
-                    label=["fable-cheerful — fine-tune", "fable-pirate — LoRA adapter"]
-                )
-            page.get_by_role("tab", name="Variability").click()
-            for seed in range(args.repeats):
-                page.evaluate(MARK_OLD)
-                page.locator("input[type=number]").nth(5).fill(str(100 + seed))
-                page.locator("input[type=number]").nth(5).press("Tab")
-                start = time.perf_counter()
-                page.get_by_role("button", name="Resample").click()
-                page.wait_for_function(FRESH, timeout=120_000)
-                clicks.append(time.perf_counter() - start)
-                page.wait_for_function(READY, timeout=120_000)
-            break  # one page carries the click measurements; reloads measure the start-up
-        for _ in range(args.repeats - 1):
-            start = time.perf_counter()
-            page.goto(url, timeout=300_000)
-            page.wait_for_function(READY, timeout=300_000)
-            loads.append(time.perf_counter() - start)
-        assert page.problems == [], page.problems
+            page.get_by_role("button", name="Resample").click()
+            page.wait_for_function(FRESH, timeout=120_000)
+            clicks.append(time.perf_counter() - start)
+            page.wait_for_function(READY, timeout=120_000)
+        problems = list(page.problems)
     print(
         "\n| measure (fable, 3 models × 16 samples × 24 tokens) | median (s) | min (s) | max (s) |"
     )
@@ -69,6 +66,8 @@ def main() -> None:
         print(
             f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |"
         )
+    if problems:
+        print("\nbrowser problems:", *problems[:5], sep="\n")
 
 
 if __name__ == "__main__":

@@ -118,8 +118,12 @@ def no_traceback(page) -> None:
     assert "There was an error when executing cell" not in body, body[:2000]
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, selector: str | None = None) -> Path:
+    """A PNG of the page (or of one element, cropped to it) under test-output/."""
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / name
-    page.screenshot(path=str(path), full_page=True)
+    if selector:
+        page.locator(selector).first.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
     return path

@@ -43,9 +43,9 @@ def test_resample_compare_and_attribute_in_voila():
         no_traceback(page)
         page.set_viewport_size({"width": 1400, "height": 2000})
         page.wait_for_timeout(500)
-        path = screenshot(page, "explorer-attribution.png")
+        path = screenshot(page, "explorer-attribution.png", ".fx-explorer")
         page.get_by_role("tab", name="Variability").click()
         page.wait_for_timeout(800)
-        screenshot(page, "explorer-variability.png")
+        screenshot(page, "explorer-variability.png", ".fx-explorer")
         assert path.stat().st_size > 20_000
         assert page.problems == [], page.problems

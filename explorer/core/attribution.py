@@ -79,19 +79,22 @@ def target_scores(
     logits: torch.Tensor, problem: Problem, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
     """log p(target) — or log p(target) − log p(foil) — for every target, from logits of
-    (batch, seq, vocab). Returns (batch, targets); `rows` picks one target per batch row."""
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (batch, seq, vocab)
+    (batch, seq, vocab). Returns (batch, targets); `rows` picks one target per batch row.
+
+    Only the positions that predict a target are normalised, so memory scales with the number
+    of targets, not the sequence length."""
     pred = problem.positions - 1  # the position that predicts each target
     tgt = problem.target_ids
-    if rows is not None:  # one target per row: (batch,)
-        out = logp[torch.arange(len(rows)), pred[rows], tgt[rows]]
-        if problem.foils is not None:
-            out = out - logp[torch.arange(len(rows)), pred[rows], torch.tensor(problem.foils)[rows]]
-        return out
-    out = logp[:, pred, tgt]  # (batch, targets)
-    if problem.foils is not None:
-        out = out - logp[:, pred, torch.tensor(problem.foils)]
-    return out
+    foils = torch.tensor(problem.foils) if problem.foils is not None else None
+    if rows is not None:  # one target per row
+        batch = torch.arange(len(rows))
+        logp = torch.log_softmax(logits[batch, pred[rows]].float(), dim=-1)  # (batch, vocab)
+        out = logp[batch, tgt[rows]]
+        return out - logp[batch, foils[rows]] if foils is not None else out
+    logp = torch.log_softmax(logits[:, pred].float(), dim=-1)  # (batch, targets, vocab)
+    idx = torch.arange(len(pred))
+    out = logp[:, idx, tgt]  # (batch, targets)
+    return out - logp[:, idx, foils] if foils is not None else out
 
 
 def embed(problem: Problem) -> torch.Tensor:
@@ -115,25 +118,43 @@ def causal_mask(problem: Problem, seq: int) -> torch.Tensor:
 # --- gradient methods ---------------------------------------------------------------------------
 
 
+MAX_ELEMENTS = 50_000_000  # bound on batch × targets × seq × vocab held by one backward
+
+
 def target_gradients(problem: Problem, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of every target score w.r.t. the input embeddings, for every row of `embeds`
     (batch, seq, dim): returns (targets, batch, seq, dim) and the scores (batch, targets).
 
-    One forward pass and a batched vector–Jacobian product over the targets."""
+    One forward pass and batched vector–Jacobian products over the targets, in chunks of
+    targets small enough to bound memory on large vocabularies."""
     embeds = embeds.detach().requires_grad_(True)
     scores = target_scores(forward_embeds(problem, embeds), problem)  # (batch, targets)
     n = scores.shape[1]
-    # The VJP of scores.sum(0) with basis vectors gives each target's gradient for every row.
-    total = scores.sum(0)  # (targets,)
-    try:
-        (grads,) = torch.autograd.grad(
-            total, embeds, grad_outputs=torch.eye(n), is_grads_batched=True
-        )
-    except RuntimeError:  # an op without a batching rule: one backward per target
-        grads = torch.stack(
-            [torch.autograd.grad(total[i], embeds, retain_graph=i < n - 1)[0] for i in range(n)]
-        )
-    return grads.float(), scores.detach()  # (targets, batch, seq, dim), (batch, targets)
+    vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
+    per_target = embeds.shape[0] * embeds.shape[1] * vocab
+    chunk = max(1, min(n, MAX_ELEMENTS // per_target))
+    total = scores.sum(0)  # (targets,): the VJP with basis vectors gives each target's gradient
+    eye = torch.eye(n)
+    grads = []
+    for start in range(0, n, chunk):
+        keep = start + chunk < n
+        try:
+            (g,) = torch.autograd.grad(
+                total,
+                embeds,
+                grad_outputs=eye[start : start + chunk],
+                is_grads_batched=True,
+                retain_graph=keep,
+            )
+        except RuntimeError:  # an op without a batching rule: one backward per target
+            g = torch.stack(
+                [
+                    torch.autograd.grad(total[i], embeds, retain_graph=True)[0]
+                    for i in range(start, min(n, start + chunk))
+                ]
+            )
+        grads.append(g.float())
+    return torch.cat(grads), scores.detach()  # (targets, batch, seq, dim), (batch, targets)
 
 
 def saliency(problem: Problem) -> MethodResult:
@@ -195,10 +216,12 @@ def gauss_legendre(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def ig_at(
-    problem: Problem, x: torch.Tensor, x0: torch.Tensor, n_steps: int, chunk: int = 64
+    problem: Problem, x: torch.Tensor, x0: torch.Tensor, n_steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IG scores (targets, seq) and completeness gaps (targets,) with `n_steps` nodes."""
     alphas, weights = gauss_legendre(n_steps)
+    vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
+    chunk = max(1, min(64, MAX_ELEMENTS // (x.shape[1] * vocab)))  # interpolation points per pass
     total = None
     for start in range(0, n_steps, chunk):
         a = alphas[start : start + chunk].view(-1, 1, 1)  # (k, 1, 1)
@@ -279,6 +302,8 @@ def occlusion_deltas(
     variants[torch.arange(last), torch.arange(last)] = replacement_id(problem, replacement)
     rows = torch.cat([ids.unsqueeze(0), variants])  # row 0 is the original
     model = problem.loaded.model
+    vocab = model.get_output_embeddings().weight.shape[0]
+    batch_size = max(1, min(batch_size, MAX_ELEMENTS // (rows.shape[1] * vocab)))
     outs = []
     for start in range(0, rows.shape[0], batch_size):
         chunk = rows[start : start + batch_size].to(problem.loaded.device)
