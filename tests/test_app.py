@@ -195,3 +195,23 @@ def test_progress_bars_while_sampling(app):
     resample(app)
     assert max(seen) >= 1
     assert app.sampling_panel.bars.children == ()
+
+
+def test_the_data_tab_opens_a_sweep(app, tmp_path):
+    from explorer.core.sampling import SamplingParams
+    from explorer.core.sweep import PromptSpec, run_sweep
+
+    out = tmp_path / "sweep"
+    prompts = [
+        PromptSpec("the weather today is", {"sunny": r"\bsunny\b"}),
+        PromptSpec("the traveller said", {}),
+    ]
+    run_sweep(app.state.family, prompts, SamplingParams(n=4, max_new_tokens=6), out, quiet=True)
+    app.data.sweep_dir.value = str(out)
+    app.data.open_sweep.click()
+    assert app.state.error == ""
+    assert len(app.state.sweep["samples"]) == 2 * 5 * 4
+    assert "provenance labels across the prompt set" in app.data.sweep_view.value
+    app.data.sweep_dir.value = str(tmp_path / "nothing")
+    app.data.open_sweep.click()
+    assert "Could not open the sweep" in app.state.error

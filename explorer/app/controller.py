@@ -374,3 +374,20 @@ class Controller:
         updates["status"] = f"Imported session from {getattr(path, 'name', path)}"
         self.assign(**updates)
         return True
+
+    def open_sweep(self, folder: str) -> bool:
+        """Read a sweep folder (from `family-explorer sweep`) into the Data tab."""
+        from explorer.core.sweep import load_sweep
+
+        try:
+            sweep = load_sweep(folder.strip())
+        except (ValueError, OSError) as err:
+            self.fail(f"Could not open the sweep: {err}")
+            return False
+        n_prompts = len(sweep["manifest"].get("prompts", []))
+        self.assign(
+            sweep=sweep,
+            error="",
+            status=f"Opened sweep {folder.strip()}: {n_prompts} prompts, {len(sweep['samples'])} samples",
+        )
+        return True

@@ -40,6 +40,8 @@ class AppState(t.HasTraits):
     attribution = t.Any(None, allow_none=True)  # Attribution
     attribution_spread = t.Any(None, allow_none=True)  # DataFrame (mean ± sd over samples)
 
+    sweep = t.Any(None, allow_none=True)  # a sweep folder read back (dict of DataFrames)
+
     # status
     running = t.Unicode("")  # name of the task in flight, "" when idle
     progress = t.Dict()  # model -> fraction done

@@ -402,10 +402,37 @@ class DataView(w.VBox):
         self.links = w.HTML()
         self.prepare = w.Button(description="Prepare downloads", icon="save")
         self.upload = w.FileUpload(accept=".json", multiple=False, description="Import session")
+        self.sweep_dir = w.Text(
+            placeholder="sweep folder (from family-explorer sweep)", layout=w.Layout(width="320px")
+        )
+        self.open_sweep = w.Button(description="Open sweep", icon="folder-open")
+        self.sweep_view = w.HTML()
         self.prepare.on_click(self.on_prepare)
         self.upload.observe(self.on_upload, names="value")
+        self.open_sweep.on_click(lambda _: ctl.open_sweep(self.sweep_dir.value))
         state.observe(self.redraw, names=["samples"])
-        super().__init__([w.HBox([self.prepare, self.upload]), self.links, self.table])
+        state.observe(self.redraw_sweep, names=["sweep"])
+        super().__init__([w.HBox([self.prepare, self.upload]), w.HBox([self.sweep_dir, self.open_sweep]),
+                          self.links, self.sweep_view, self.table])  # fmt: skip
+
+    def redraw_sweep(self, _=None) -> None:
+        from explorer.core.sweep import summary
+
+        sweep = self.state.sweep
+        if sweep is None:
+            self.sweep_view.value = ""
+            return
+        parts = [
+            "<b>Sweep: provenance labels across the prompt set</b>",
+            table_html(summary(sweep["provenance"])),
+        ]
+        cols = ["prompt_index", "model", "n", "unique_share", "n_clusters", "modal_cluster_share"]
+        variability = sweep["variability"][[c for c in cols if c in sweep["variability"].columns]]
+        parts += [
+            "<b>Sweep: variability per prompt and model</b>",
+            table_html(variability, max_rows=100),
+        ]
+        self.sweep_view.value = "".join(parts)
         self.redraw()
 
     def redraw(self, _=None) -> None:
