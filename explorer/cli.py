@@ -9,7 +9,6 @@ import argparse
 import os
 import shutil
 import sys
-from importlib import resources
 from pathlib import Path
 
 DEFAULT_NOTEBOOK = "explorer.ipynb"
@@ -17,11 +16,13 @@ SUBCOMMANDS = ("zoo",)
 
 
 def notebooks_dir() -> Path:
-    """Where the bundled notebooks are: the checkout's `notebooks/` or the installed package."""
-    checkout = Path(__file__).resolve().parent.parent / "notebooks"
-    if (checkout / DEFAULT_NOTEBOOK).is_file():
-        return checkout
-    return Path(str(resources.files("explorer.notebooks")))
+    """Where the bundled notebooks are: the checkout's `notebooks/` (editable installs) or the
+    installed package's `explorer/notebooks/` (wheels)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "notebooks", here / "notebooks"):
+        if (candidate / DEFAULT_NOTEBOOK).is_file():
+            return candidate
+    raise SystemExit("family-explorer: the bundled notebooks are missing from this installation")
 
 
 def resolve_notebook(name: str | None) -> Path:

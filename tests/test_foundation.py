@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from explorer import cli
 
@@ -73,3 +76,23 @@ def test_code_passes_ruff():
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_notebooks_zoo_and_probes(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        assert f"explorer/notebooks/{nb.name}" in names
+    assert "explorer/zoo/models/probes.json" in names
+    for member in ("fable-base", "fable-cheerful", "fable-instruct", "fable-distilled"):
+        assert f"explorer/zoo/models/{member}/model.safetensors" in names
+        assert f"explorer/zoo/models/{member}/README.md" in names
+    assert "explorer/zoo/models/fable-pirate/adapter_model.safetensors" in names
