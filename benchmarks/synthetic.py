@@ -19,9 +19,10 @@ from transformers import (
 VOCAB = 50257
 
 
-def synthetic_tokenizer(size: int = VOCAB) -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3}
-    vocab.update({f"w{i}": i for i in range(4, size)})
+def word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over `words` (split on white space only, so any string without
+    spaces — markup included — stays one token), with <pad> <unk> <bos> <eos> first."""
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(
@@ -29,6 +30,11 @@ def synthetic_tokenizer(size: int = VOCAB) -> PreTrainedTokenizerFast:
     )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
                                    pad_token="<pad>", padding_side="left")  # fmt: skip
+
+
+def synthetic_tokenizer(size: int = VOCAB) -> PreTrainedTokenizerFast:
+    """`size` tokens: the four specials and the words w4 … w{size-1}."""
+    return word_tokenizer([f"w{i}" for i in range(4, size)])
 
 
 def gpt2_small_folder(root: Path | None = None, seed: int = 0) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from synthetic import word_tokenizer
 from transformers import BertConfig, BertModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 
@@ -55,21 +56,6 @@ HOSTILE = [
     "</select>",
     "&amp;",
 ]
-
-
-def word_tokenizer(words: list[str]):
-    """A word-level tokenizer (split on white space only, so markup stays one token)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *words])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", 2)]
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
-                                   pad_token="<pad>", padding_side="left")  # fmt: skip
 
 
 def hostile_family(root: Path) -> Path:

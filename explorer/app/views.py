@@ -168,6 +168,7 @@ class SamplingPanel(w.VBox):
         self.resample.on_click(lambda _: ctl.resample())
         self.stop.on_click(lambda _: ctl.stop())
         self.bars = w.VBox()
+        self._bars: dict[str, w.FloatProgress] = {}
         state.observe(self.redraw, names=["running", "progress", "selected", "family"])
         super().__init__([section("Sampling", self.n, self.temperature, self.top_p, self.top_k, self.max_new, self.seed,
                                   self.fresh, w.HBox([self.resample, self.stop]), self.bars)])  # fmt: skip
@@ -186,8 +187,6 @@ class SamplingPanel(w.VBox):
                                                     layout=w.Layout(width="300px"))  # fmt: skip
                 self.bars.children = list(self._bars.values())
             self._bars[model].value = frac
-
-    _bars: dict = {}
 
 
 class ResponsesView(w.VBox):
