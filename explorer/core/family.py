@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,12 @@ class Family:
     def tokenizer(self, label: str):
         return self._store().tokenizer(self.ref(label))
 
-    @property
+    @cached_property
     def shared_tokenizer(self) -> bool:
-        """Whether every member maps text to the same token ids (token-level views rely on it)."""
+        """Whether every member maps text to the same token ids (token-level views rely on it).
+
+        Cached: comparing whole vocabularies is costly for large ones, and cross-scoring and
+        log-ratios ask once per scorer."""
         vocabs = [self.tokenizer(label).get_vocab() for label in self.labels]
         return all(v == vocabs[0] for v in vocabs[1:])
 
