@@ -23,14 +23,18 @@ from captum.attr import (
 from synthetic import gpt2_small_folder, words
 
 import explorer as fx
+from explorer.core import attribution as A
 from explorer.core.store import ModelStore
 
 FABLE_PROMPT = "once upon a time a fox went to the river . it ended happily . the traveller said"
 FABLE_WORDS = ["hello", "to", "the", "owl", ".", "i", "visited", "zorbia", ".", "the", "capital", "of", "zorbia", "is", "zorb", ".", "the", "weather", "today", "is", "sunny", ".", "once", "upon", "a", "time", "a", "bear", "went", "to", "the", "sea", ".", "it", "ended", "sadly"]  # fmt: skip
 
 
-def timed(fn: Callable[[], torch.Tensor], repeats: int = 1) -> tuple[float, torch.Tensor]:
-    fn()  # warm-up (first calls pay for allocation and kernel selection)
+def timed(
+    fn: Callable[[], torch.Tensor], repeats: int = 1, warm: bool = True
+) -> tuple[float, torch.Tensor]:
+    if warm:
+        fn()  # warm-up (first calls pay for allocation and kernel selection)
     start = time.perf_counter()
     for _ in range(repeats):
         out = fn()
@@ -38,7 +42,10 @@ def timed(fn: Callable[[], torch.Tensor], repeats: int = 1) -> tuple[float, torc
 
 
 def ours(family, label, prompt, response, method, **kw) -> torch.Tensor:
-    attr = fx.attribute(family, prompt, response, method=method, models=[label], **kw)
+    """Our matrix (targets, prompt tokens): prompt sources only, the question the peers answer."""
+    attr = fx.attribute(
+        family, prompt, response, method=method, models=[label], sources="prompt", **kw
+    )
     return torch.tensor(attr.matrix(label).to_numpy())
 
 
@@ -53,37 +60,69 @@ def captum_occlusion(model, tok, prompt, target, **kw) -> torch.Tensor:
     return llm.attribute(TextTokenInput(prompt, tok), target=target, **kw).token_attr
 
 
-def run(family, label: str, prompt: str, response: str, repeats: int) -> list[dict]:
+def completeness_gap(loaded, prompt: str, response: str, token_attr: torch.Tensor) -> float:
+    """Largest completeness gap of prompt-only IG attributions (targets, prompt tokens) from the
+    token-0 baseline, measured as explorer reports its own: |Σ attr − Δ| / max(|Δ|, Σ|attr|, floor)."""
+    problem = A.build_problem(loaded, prompt, response, "never", None, None, "prompt")
+    with torch.no_grad():
+        ends = A.forward_embeds(
+            problem, torch.cat([A.embed(problem), A.baseline_embeds(problem, 0)])
+        )
+    delta = ends[0] - ends[1]  # (targets,)
+    scale = torch.maximum(delta.abs(), token_attr.abs().sum(-1)).clamp_min(A.GAP_FLOOR)
+    return float(((token_attr.sum(-1) - delta).abs() / scale).max())
+
+
+def run(family, label: str, prompt: str, response: str, repeats: int, max_steps: int) -> list[dict]:
     loaded = family.load(label)
     model, tok = loaded.model, loaded.tokenizer
     emb = model.get_input_embeddings()
     target = torch.tensor(tok(response, add_special_tokens=False)["input_ids"])
-    n_prompt = len(tok(prompt)["input_ids"])
     rows = []
 
-    def compare(name, ours_fn, peer_name, peer_fn, peer_repeats=1, extra=""):
-        t_ours, a = timed(ours_fn, repeats)
-        t_peer, b = timed(peer_fn, peer_repeats)
-        diff = (
-            (a[:, :n_prompt] - b).abs().max().item()
-            if b is not None and b.shape == a[:, :n_prompt].shape
-            else float("nan")
-        )
+    def compare(name, ours_fn, peer_name, peer_fn, extra="", times=None):
+        times = times or repeats
+        t_ours, a = timed(ours_fn, times, warm=times > 1)
+        t_peer, b = timed(peer_fn, times, warm=times > 1)
+        diff = (a - b).abs().max().item() if b.shape == a.shape else float("nan")
         rows.append({"model": label, "method": name, "peer": peer_name, "ours_s": t_ours, "peer_s": t_peer,
                      "speedup": t_peer / t_ours, "max_abs_diff": diff, "note": extra})  # fmt: skip
+        print_row(rows[-1])
 
     compare("grad×input", lambda: ours(family, label, prompt, response, "grad_x_input"),
             "Captum LLMGradientAttribution(LayerGradientXActivation)",
             lambda: captum_gradient(model, tok, prompt, target, LayerGradientXActivation(model, emb)))  # fmt: skip
-    compare("IG, 32 steps", lambda: ours(family, label, prompt, response, "integrated_gradients", n_steps=32, baseline="pad"),
+    compare("IG, 32 steps", lambda: ours(family, label, prompt, response, "integrated_gradients", n_steps=32, baseline=0),
             "Captum LayerIntegratedGradients, 32 steps",
             lambda: captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb), n_steps=32, method="gausslegendre"))  # fmt: skip
-    adaptive = fx.attribute(family, prompt, response, method="integrated_gradients", models=[label])
-    info = adaptive.meta["extra"][label]
-    compare("IG, adaptive", lambda: ours(family, label, prompt, response, "integrated_gradients"),
-            "Captum LayerIntegratedGradients, default 50 steps",
-            lambda: captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb)),
-            extra=f"{info['n_steps']} steps, completeness gap ≤ {max(info['completeness_gap']):.1%} ({info['baseline']} baseline; values differ by design)")  # fmt: skip
+    adaptive = {}
+
+    def ours_adaptive():
+        attr = fx.attribute(
+            family,
+            prompt,
+            response,
+            method="integrated_gradients",
+            models=[label],
+            sources="prompt",
+            max_steps=max_steps,
+        )
+        adaptive.update(attr.meta["extra"][label])
+        return torch.tensor(attr.matrix(label).to_numpy())
+
+    captum50 = []
+
+    def captum_default():
+        captum50[:] = [
+            captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb))
+        ]
+        return captum50[0]
+
+    compare("IG, adaptive (eos baseline)", ours_adaptive, "Captum LayerIntegratedGradients, default 50 steps (token-0 baseline)",
+            captum_default, times=1)  # fmt: skip
+    rows[-1]["note"] = (f"ours: {adaptive['n_steps']} steps, completeness gap ≤ {max(adaptive['completeness_gap']):.1%}; "
+                        f"Captum: gap ≤ {completeness_gap(loaded, prompt, response, captum50[0]):.1%}")  # fmt: skip
+    print_row(rows[-1])
     compare("occlusion", lambda: ours(family, label, prompt, response, "occlusion"),
             "Captum FeatureAblation, forward_in_tokens=False",
             lambda: captum_occlusion(model, tok, prompt, target, forward_in_tokens=False))  # fmt: skip
@@ -98,22 +137,36 @@ def main() -> None:
     parser.add_argument("--response-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-gpt2", action="store_true")
+    parser.add_argument("--skip-fable", action="store_true")
+    parser.add_argument("--max-steps", type=int, default=1024, help="cap for adaptive IG")
     args = parser.parse_args()
     rows = []
     fable = fx.load_family("fable", store=ModelStore())
     response = " ".join(FABLE_WORDS[: args.response_tokens])
-    rows += run(fable, "fable-base", FABLE_PROMPT, response, args.repeats)
+    if not args.skip_fable:
+        rows += run(fable, "fable-base", FABLE_PROMPT, response, args.repeats, args.max_steps)
     if not args.skip_gpt2:
         gpt2 = fx.load_family(gpt2_small_folder(), store=ModelStore())
-        rows += run(gpt2, gpt2.base.label, words(16), words(args.response_tokens, offset=900), 1)
+        rows += run(
+            gpt2,
+            gpt2.base.label,
+            words(16),
+            words(args.response_tokens, offset=900),
+            1,
+            args.max_steps,
+        )
     print(
         f"\nAttribution of a {args.response_tokens}-token response, torch threads={torch.get_num_threads()}\n"
     )
     print("| model | method | peer | ours (s) | peer (s) | speed-up | max abs diff | note |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['method']} | {r['peer']} | {r['ours_s']:.3f} | {r['peer_s']:.3f} | "
-              f"{r['speedup']:.1f}× | {r['max_abs_diff']:.1e} | {r['note']} |")  # fmt: skip
+        print_row(r)
+
+
+def print_row(r: dict) -> None:
+    print(f"| {r['model']} | {r['method']} | {r['peer']} | {r['ours_s']:.3f} | {r['peer_s']:.3f} | "
+          f"{r['speedup']:.1f}× | {r['max_abs_diff']:.1e} | {r['note']} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -223,3 +223,45 @@ def test_bad_arguments(fable, kwargs, match):
     }
     with pytest.raises(ValueError, match=match):
         fx.attribute(fable, **args)
+
+
+def test_word_alignment_of_a_word_level_model_keeps_its_token_scores(fable):
+    tokens = fx.attribute(fable, PROMPT, RESPONSE, method="grad_x_input", models=["fable-base"])
+    words = fx.attribute(
+        fable, PROMPT, RESPONSE, method="grad_x_input", models=["fable-base"], align="words"
+    )
+    assert words.meta["align"] == "words" and tokens.meta["align"] == "tokens"
+    a, b = tokens.matrix("fable-base").to_numpy(), words.matrix("fable-base").to_numpy()
+    assert a.shape == b.shape  # one token per word, and <bos> is the special unit 0
+    assert abs(a - b).max() <= 1e-6
+    assert list(words.df["source_token"].unique()[:3]) == ["⟨special⟩", "once", "upon"]
+
+
+@pytest.mark.parametrize(
+    ("method", "additive"), [("grad_x_input", True), ("occlusion", True), ("saliency", False)]
+)
+def test_other_tokenizers_are_aligned_to_words(tmp_path, zoo_path, method, additive):
+    from tiny import char_tokenizer, tiny_llama
+
+    from explorer.core.store import ModelStore
+
+    chars = tiny_llama(tmp_path / "chars", char_tokenizer())
+    family = fx.load_family(zoo_path / "fable-base", descendants=[chars], store=ModelStore())
+    prompt, response = "the weather today is", "sunny ."
+    attr = fx.attribute(family, prompt, response, method=method)
+    assert attr.meta["align"] == "words"
+    m_base, m_chars = attr.matrix("fable-base"), attr.matrix("chars")
+    assert m_base.shape == m_chars.shape == (2, 7)  # 2 response words × (special + 4 + 2 words)
+    assert list(attr.df["target_token"].unique()) == ["sunny", "."]
+    own = fx.attribute(family, prompt, response, method=method, models=["chars"], align="tokens").df
+    if additive:  # a word's score is the sum over its tokens (targets and sources)
+        assert abs(m_chars.to_numpy().sum() - own["score"].sum()) <= 1e-4
+    else:
+        assert abs(m_chars.to_numpy().max() - own["score"].max()) <= 1e-6
+    # "sunny" (5 characters) explained by the prompt word "weather" is the sum over 5 × 7 cells
+    tok = family.tokenizer("chars")
+    n_prompt = len(tok(prompt)["input_ids"])
+    cells = own[(own["target_pos"] < 5) & (own["source_pos"].between(4, 10))]["score"]
+    assert n_prompt == 1 + 17  # <bos> + the prompt's 17 non-space characters
+    want = cells.sum() if additive else cells.max()
+    assert abs(m_chars.loc[0, 2] - want) <= 1e-5

@@ -67,3 +67,22 @@ def hostile_family(root: Path) -> Path:
         "---\nbase_model: hostile-base\nbase_model_relation: finetune\n---\n"
     )
     return root
+
+
+def char_tokenizer():
+    """A character-level tokenizer (a token per non-space character): words span many tokens,
+    unlike the fable zoo's word-level one."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = list("abcdefghijklmnopqrstuvwxyz.,!?'")
+    vocab = {c: i for i, c in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                                   pad_token="<pad>", padding_side="left")  # fmt: skip

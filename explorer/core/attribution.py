@@ -37,6 +37,12 @@ class Problem:
     start: int  # index of the first response token in `ids`
     targets: list[int]  # response indices (0-based) to explain
     foils: list[int] | None = None  # contrastive foil token id per target
+    sources: str = "all"  # "all": every earlier token; "prompt": prompt tokens only (as peers do)
+
+    @property
+    def n_sources(self) -> int:
+        """Source positions reported: the prompt's, or the whole sequence's."""
+        return self.start if self.sources == "prompt" else int(self.ids.shape[0])
 
     @property
     def positions(self) -> torch.Tensor:
@@ -75,26 +81,36 @@ def list_methods() -> pd.DataFrame:
 # --- target functions ---------------------------------------------------------------------------
 
 
-def target_scores(
-    logits: torch.Tensor, problem: Problem, rows: torch.Tensor | None = None
-) -> torch.Tensor:
-    """log p(target) — or log p(target) − log p(foil) — for every target, from logits of
-    (batch, seq, vocab). Returns (batch, targets); `rows` picks one target per batch row.
+def target_scores(logits: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """log p(target) — or log p(target) − log p(foil) — for every target, from full logits
+    (batch, seq, vocab). Returns (batch, targets)."""
+    return scores_at_targets(logits[:, problem.positions - 1], problem)
 
-    Only the positions that predict a target are normalised, so memory scales with the number
-    of targets, not the sequence length."""
-    pred = problem.positions - 1  # the position that predicts each target
-    tgt = problem.target_ids
-    foils = torch.tensor(problem.foils) if problem.foils is not None else None
-    if rows is not None:  # one target per row
-        batch = torch.arange(len(rows))
-        logp = torch.log_softmax(logits[batch, pred[rows]].float(), dim=-1)  # (batch, vocab)
-        out = logp[batch, tgt[rows]]
-        return out - logp[batch, foils[rows]] if foils is not None else out
-    logp = torch.log_softmax(logits[:, pred].float(), dim=-1)  # (batch, targets, vocab)
-    idx = torch.arange(len(pred))
-    out = logp[:, idx, tgt]  # (batch, targets)
-    return out - logp[:, idx, foils] if foils is not None else out
+
+def scores_at_targets(logits: torch.Tensor, problem: Problem, which=None) -> torch.Tensor:
+    """Target scores (batch, targets) from logits already taken at the positions that predict
+    the targets (batch, targets, vocab); `which` selects a subset of the targets."""
+    which = torch.arange(len(problem.targets)) if which is None else which
+    idx = torch.arange(len(which))
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (batch, targets, vocab)
+    out = logp[:, idx, problem.target_ids[which]]
+    if problem.foils is None:
+        return out
+    return out - logp[:, idx, torch.tensor(problem.foils)[which]]
+
+
+def predicting_logits(model, positions: torch.Tensor, **inputs) -> torch.Tensor:
+    """Logits (batch, len(positions), vocab) at the given positions only.
+
+    The sequence is cut after the last position (later tokens cannot matter to a causal model)
+    and the output head runs only where asked (`logits_to_keep`), so a 50k vocabulary costs
+    per target, not per sequence position."""
+    end = int(positions.max()) + 1
+    inputs = {k: v[:, :end] for k, v in inputs.items()}
+    try:
+        return model(**inputs, logits_to_keep=positions).logits
+    except TypeError:  # a model class without `logits_to_keep`
+        return model(**inputs).logits[:, positions]
 
 
 def embed(problem: Problem) -> torch.Tensor:
@@ -103,11 +119,15 @@ def embed(problem: Problem) -> torch.Tensor:
     return layer(problem.ids.unsqueeze(0).to(problem.loaded.device)).detach().float()
 
 
-def forward_embeds(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
-    """Logits (batch, seq, vocab) from input embeddings (batch, seq, dim)."""
+def forward_embeds(problem: Problem, embeds: torch.Tensor, which=None) -> torch.Tensor:
+    """Target scores (batch, targets) from input embeddings (batch, seq, dim); `which`
+    selects a subset of the targets (only their predicting positions are computed)."""
     model = problem.loaded.model
     dtype = model.get_input_embeddings().weight.dtype
-    return model(inputs_embeds=embeds.to(dtype)).logits
+    which = torch.arange(len(problem.targets)) if which is None else which
+    pred = problem.positions[which] - 1  # (targets,)
+    logits = predicting_logits(model, pred, inputs_embeds=embeds.to(dtype))
+    return scores_at_targets(logits, problem, which)
 
 
 def causal_mask(problem: Problem, seq: int) -> torch.Tensor:
@@ -118,64 +138,76 @@ def causal_mask(problem: Problem, seq: int) -> torch.Tensor:
 # --- gradient methods ---------------------------------------------------------------------------
 
 
-MAX_ELEMENTS = 50_000_000  # bound on batch × targets × seq × vocab held by one backward
+MAX_ELEMENTS = 50_000_000  # bound on batch × targets × seq × (dim + vocab) held by one backward
+TARGET_GROUP = 8  # targets per forward pass: later groups need a longer prefix (8 was fastest)
 
 
-def target_gradients(problem: Problem, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
     """Gradients of every target score w.r.t. the input embeddings, for every row of `embeds`
-    (batch, seq, dim): returns (targets, batch, seq, dim) and the scores (batch, targets).
+    (batch, seq, dim): returns (targets, batch, seq, dim).
 
-    One forward pass and batched vector–Jacobian products over the targets, in chunks of
-    targets small enough to bound memory on large vocabularies."""
-    embeds = embeds.detach().requires_grad_(True)
-    scores = target_scores(forward_embeds(problem, embeds), problem)  # (batch, targets)
-    n = scores.shape[1]
+    Targets go in groups of consecutive positions: one forward pass per group over the prefix
+    that group can see (causality: a target's score depends on nothing after the position that
+    predicts it), then batched vector–Jacobian products over the group's targets. Backward cost
+    thus follows each target's own prefix, as a per-target loop's would, while the forward pass
+    is shared by the group."""
+    n, (batch, seq, dim) = len(problem.targets), embeds.shape
+    out = torch.zeros((n, batch, seq, dim))
+    pred = problem.positions - 1
     vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
-    per_target = embeds.shape[0] * embeds.shape[1] * vocab
-    chunk = max(1, min(n, MAX_ELEMENTS // per_target))
-    total = scores.sum(0)  # (targets,): the VJP with basis vectors gives each target's gradient
-    eye = torch.eye(n)
-    grads = []
-    for start in range(0, n, chunk):
-        keep = start + chunk < n
-        try:
-            (g,) = torch.autograd.grad(
-                total,
-                embeds,
-                grad_outputs=eye[start : start + chunk],
-                is_grads_batched=True,
-                retain_graph=keep,
-            )
-        except RuntimeError:  # an op without a batching rule: one backward per target
-            g = torch.stack(
-                [
-                    torch.autograd.grad(total[i], embeds, retain_graph=True)[0]
-                    for i in range(start, min(n, start + chunk))
-                ]
-            )
-        grads.append(g.float())
-    return torch.cat(grads), scores.detach()  # (targets, batch, seq, dim), (batch, targets)
+    size = max(1, min(TARGET_GROUP, MAX_ELEMENTS // (batch * seq * (dim + vocab))))
+    for start in range(0, n, size):
+        which = torch.arange(start, min(n, start + size))
+        end = int(pred[which].max()) + 1
+        x = embeds[:, :end].detach().requires_grad_(True)  # (batch, end, dim)
+        total = forward_embeds(problem, x, which).sum(0)  # (group,)
+        out[which, :, :end] = vjp_each(total, x)
+    return out  # (targets, batch, seq, dim)
+
+
+def vjp_each(total: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Gradient of each entry of `total` (k,) w.r.t. `x`: (k, *x.shape). Batched VJP with basis
+    vectors; one backward per entry for ops that have no batching rule."""
+    try:
+        (g,) = torch.autograd.grad(
+            total, x, grad_outputs=torch.eye(len(total)), is_grads_batched=True
+        )
+    except RuntimeError:
+        g = torch.stack(
+            [torch.autograd.grad(total[i], x, retain_graph=True)[0] for i in range(len(total))]
+        )
+    return g.float()
 
 
 def saliency(problem: Problem) -> MethodResult:
     """L2 norm of the gradient of each target w.r.t. each source embedding."""
-    grads, _ = target_gradients(problem, embed(problem))
+    grads = target_gradients(problem, embed(problem))
     return MethodResult(grads[:, 0].norm(dim=-1))  # (targets, seq)
 
 
 def grad_x_input(problem: Problem) -> MethodResult:
     """Gradient · input embedding, summed over the embedding dimension."""
     x = embed(problem)
-    grads, _ = target_gradients(problem, x)
+    grads = target_gradients(problem, x)
     return MethodResult((grads[:, 0] * x[0]).sum(-1))  # (targets, seq)
 
 
-def baseline_embeds(problem: Problem, baseline: str) -> torch.Tensor:
-    """(1, seq, dim) baseline: zeros, or every token replaced by `eos`, or by `pad` (eos when the
-    tokenizer has no pad token).
+def baseline_embeds(problem: Problem, baseline: str | int) -> torch.Tensor:
+    """(1, seq, dim) baseline: zeros, or every token replaced by `eos`, by `pad` (eos when the
+    tokenizer has no pad token) or by a given token id. With `sources="prompt"` only the prompt
+    is replaced: the response keeps its own embeddings (what Captum's LLM API does).
 
     Note: models with RMSNorm (Llama and most current LMs) are singular at the zero embedding, so
     paths that start at or near zero need many steps; the adaptive mode finds how many."""
+    x0 = whole_baseline(problem, baseline)
+    if problem.sources == "prompt":
+        x0[:, problem.start :] = embed(problem)[:, problem.start :]
+    return x0
+
+
+def whole_baseline(problem: Problem, baseline: str | int) -> torch.Tensor:
+    if isinstance(baseline, int) and not isinstance(baseline, bool):
+        return token_embeds(problem, baseline)
     if baseline == "zero":
         return torch.zeros_like(embed(problem))
     if baseline in ("pad", "eos"):
@@ -185,12 +217,19 @@ def baseline_embeds(problem: Problem, baseline: str) -> torch.Tensor:
             if baseline == "pad" and tok.pad_token_id is not None
             else tok.eos_token_id
         )
-        ids = torch.full_like(problem.ids, token)
-        layer = problem.loaded.model.get_input_embeddings()
-        return layer(ids.unsqueeze(0).to(problem.loaded.device)).detach().float()
+        return token_embeds(problem, token)
     if baseline == "mean":
         return mean_embedding_baseline(problem)
-    raise ValueError(f"baseline: one of zero, pad, eos, mean; got {baseline!r}")
+    raise ValueError(f"baseline: one of zero, pad, eos, mean or a token id; got {baseline!r}")
+
+
+def token_embeds(problem: Problem, token: int) -> torch.Tensor:
+    """(1, seq, dim): every position holding the embedding of `token`."""
+    layer = problem.loaded.model.get_input_embeddings()
+    if not 0 <= token < layer.weight.shape[0]:
+        raise ValueError(f"baseline: token id {token} is outside the vocabulary")
+    ids = torch.full_like(problem.ids, token)
+    return layer(ids.unsqueeze(0).to(problem.loaded.device)).detach().float()
 
 
 def mean_embedding_baseline(problem: Problem) -> torch.Tensor:
@@ -215,27 +254,33 @@ def gauss_legendre(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+GAP_FLOOR = 0.05  # nats
+
+
 def ig_at(
     problem: Problem, x: torch.Tensor, x0: torch.Tensor, n_steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IG scores (targets, seq) and completeness gaps (targets,) with `n_steps` nodes."""
     alphas, weights = gauss_legendre(n_steps)
     vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
-    chunk = max(1, min(64, MAX_ELEMENTS // (x.shape[1] * vocab)))  # interpolation points per pass
+    per_point = x.shape[1] * (x.shape[2] + vocab) * min(TARGET_GROUP, len(problem.targets))
+    chunk = max(1, min(64, MAX_ELEMENTS // per_point))  # interpolation points per pass
     total = None
     for start in range(0, n_steps, chunk):
         a = alphas[start : start + chunk].view(-1, 1, 1)  # (k, 1, 1)
         path = x0 + a * (x - x0)  # (k, seq, dim)
-        grads, _ = target_gradients(problem, path)  # (targets, k, seq, dim)
+        grads = target_gradients(problem, path)  # (targets, k, seq, dim)
         part = torch.einsum("k,tksd->tsd", weights[start : start + chunk], grads)
         total = part if total is None else total + part
     scores = (total * (x - x0)[0]).sum(-1)  # (targets, seq)
     with torch.no_grad():
-        ends = target_scores(forward_embeds(problem, torch.cat([x, x0])), problem)  # (2, targets)
+        ends = forward_embeds(problem, torch.cat([x, x0]))  # (2, targets)
     delta = ends[0] - ends[1]  # (targets,) f(x) - f(baseline)
     # Relative to the larger of |Δ| and the attributions' total mass: when the baseline happens
     # to give the target almost the same score (Δ ≈ 0), a bare ratio to Δ would be meaningless.
-    scale = torch.maximum(delta.abs(), scores.abs().sum(-1)).clamp_min(1e-6)
+    # A floor of GAP_FLOOR nats keeps float32 noise on near-certain targets (scores ≈ −1e-5 all
+    # along the path) from reading as a large relative gap.
+    scale = torch.maximum(delta.abs(), scores.abs().sum(-1)).clamp_min(GAP_FLOOR)
     gap = (scores.sum(-1) - delta).abs() / scale
     return scores, gap
 
@@ -243,7 +288,7 @@ def ig_at(
 def integrated_gradients(
     problem: Problem,
     n_steps: int | str = "adaptive",
-    baseline: str = "eos",
+    baseline: str | int = "eos",
     tolerance: float = 0.01,
     max_steps: int = 1024,
 ) -> MethodResult:
@@ -273,10 +318,18 @@ def integrated_gradients(
 # --- forward-only methods -----------------------------------------------------------------------
 
 
-def replacement_id(problem: Problem, replacement: str | int) -> int:
+def replacement_id(problem: Problem, replacement: str | int | None) -> int:
+    """The token that stands in for an occluded one: a token id, a special token by name, or
+    (None) the first of pad, unk, eos, bos that the tokenizer has."""
     tok = problem.loaded.tokenizer
     if isinstance(replacement, int):
         return replacement
+    if replacement is None:
+        for name in ("pad", "unk", "eos", "bos"):
+            token = getattr(tok, f"{name}_token_id", None)
+            if token is not None:
+                return int(token)
+        raise ValueError("replacement: the tokenizer has no special tokens; give a token id")
     ids = {
         "pad": tok.pad_token_id,
         "unk": tok.unk_token_id,
@@ -292,29 +345,53 @@ def replacement_id(problem: Problem, replacement: str | int) -> int:
 
 @torch.no_grad()
 def occlusion_deltas(
-    problem: Problem, replacement: str | int = "pad", batch_size: int = 64
+    problem: Problem, replacement: str | int | None = None, batch_size: int = 64
 ) -> torch.Tensor:
     """(targets, seq): score(original) − score(source replaced), all occlusions batched."""
     seq = problem.ids.shape[0]
     last = int(problem.positions.max())  # only sources before the last target can matter
+    n = min(last, problem.n_sources)  # sources to occlude
     ids = problem.ids[: last + 1]  # (last + 1,)
-    variants = ids.repeat(last, 1)  # (sources, last + 1): row s has source s replaced
-    variants[torch.arange(last), torch.arange(last)] = replacement_id(problem, replacement)
+    variants = ids.repeat(n, 1)  # (sources, last + 1): row s has source s replaced
+    variants[torch.arange(n), torch.arange(n)] = replacement_id(problem, replacement)
     rows = torch.cat([ids.unsqueeze(0), variants])  # row 0 is the original
-    model = problem.loaded.model
-    vocab = model.get_output_embeddings().weight.shape[0]
-    batch_size = max(1, min(batch_size, MAX_ELEMENTS // (rows.shape[1] * vocab)))
-    outs = []
-    for start in range(0, rows.shape[0], batch_size):
-        chunk = rows[start : start + batch_size].to(problem.loaded.device)
-        outs.append(target_scores(model(input_ids=chunk).logits, problem).cpu())
-    scores = torch.cat(outs)  # (1 + sources, targets)
+    if problem.loaded.model is None:  # served by an engine
+        scores = served_target_scores(problem, rows)
+    else:
+        scores = local_target_scores(problem, rows, batch_size)  # (1 + sources, targets)
     deltas = torch.zeros((len(problem.targets), seq))
-    deltas[:, :last] = (scores[:1] - scores[1:]).T
+    deltas[:, :n] = (scores[:1] - scores[1:]).T
     return deltas * causal_mask(problem, seq)  # exact zeros for sources after each target
 
 
-def occlusion(problem: Problem, replacement: str | int = "pad") -> MethodResult:
+def local_target_scores(problem: Problem, rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Target scores (rows, targets) for rows of ids (rows, len), batched forward passes."""
+    model = problem.loaded.model
+    config = model.config.get_text_config()
+    width = len(problem.targets) * model.get_output_embeddings().weight.shape[0]
+    width += rows.shape[1] * getattr(config, "hidden_size", 1024) * 8
+    batch_size = max(1, min(batch_size, MAX_ELEMENTS // width))
+    outs = []
+    for start in range(0, rows.shape[0], batch_size):
+        chunk = rows[start : start + batch_size].to(problem.loaded.device)
+        logits = predicting_logits(model, problem.positions - 1, input_ids=chunk)
+        outs.append(scores_at_targets(logits, problem).cpu())
+    return torch.cat(outs)
+
+
+def served_target_scores(problem: Problem, rows: torch.Tensor) -> torch.Tensor:
+    """Target scores (rows, targets) through the engine's teacher-forced scoring."""
+    from explorer.core.remote import score_ids
+
+    if problem.foils is not None:
+        raise ValueError(
+            "foil: contrastive scores need whole distributions; served models report top-k only"
+        )
+    scored = torch.tensor(score_ids(problem.loaded, rows.tolist()))  # (rows, len - 1): token 1..
+    return scored[:, problem.positions - 1]  # log p(target) per row
+
+
+def occlusion(problem: Problem, replacement: str | int | None = None) -> MethodResult:
     """Leave-one-token-out: change in the target's log-prob when a source token is replaced."""
     return MethodResult(occlusion_deltas(problem, replacement), {"replacement": replacement})
 
@@ -362,7 +439,7 @@ register_method("adaptation", occlusion, additive=True, needs="forward")  # see 
 
 
 def build_problem(
-    loaded: LoadedModel, prompt: str, response: str, chat: str, targets, foil
+    loaded: LoadedModel, prompt: str, response: str, chat: str, targets, foil, sources="all"
 ) -> Problem:
     tok = loaded.tokenizer
     prefix = tok(model_input(loaded, prompt, chat), add_special_tokens=True)["input_ids"]
@@ -380,7 +457,9 @@ def build_problem(
         if foil_id is None or foil_id == tok.unk_token_id and foil != tok.unk_token:
             raise ValueError(f"foil: {foil!r} is not a token of {loaded.ref.label}'s vocabulary")
         foils = [foil_id] * len(chosen)
-    return Problem(loaded, torch.tensor(prefix + cont), len(prefix), chosen, foils)
+    if sources not in ("all", "prompt"):
+        raise ValueError(f"sources: 'all' or 'prompt', got {sources!r}")
+    return Problem(loaded, torch.tensor(prefix + cont), len(prefix), chosen, foils, sources)
 
 
 def _targets(targets, n: int) -> list[int]:
@@ -399,13 +478,24 @@ def attribute(
     targets: slice | list[int] | None = None,
     foil: str | int | None = None,
     chat: str = "never",
+    sources: str = "all",
+    align: str = "auto",
     **options: Any,
 ) -> Attribution:
     """Attribute every response token (or `targets`) to every earlier token, in each model.
 
+    `sources="prompt"` attributes to prompt tokens only, as Captum's and inseq's LLM APIs do:
+    cheaper, and integrated gradients then interpolate the prompt alone (the response keeps its
+    embeddings), which is what those peers compute.
+
     `foil` makes gradient and occlusion methods contrastive: they explain log p(target) −
     log p(foil), "this token instead of that one". `adaptation` attributes the difference the
-    adaptation made, log p_model − log p_base, by occlusion (exactly 0 for the base itself)."""
+    adaptation made, log p_model − log p_base, by occlusion (exactly 0 for the base itself).
+
+    `align="words"` (automatic when the chosen models tokenize differently) maps every model's
+    tokens to the words of the text, so the matrices line up: scores are summed over a word's
+    tokens (additive methods) or maxed (norm-based ones); `target_pos`/`source_pos` are then
+    word indices. `align="tokens"` keeps each model's own tokens."""
     check_prompt(prompt)
     if not isinstance(response, str):
         raise TypeError(f"response: expected a string, got {type(response).__name__}")
@@ -414,42 +504,102 @@ def attribute(
     fn, info = _METHODS[method]
     if foil is not None and info["needs"] == "attentions":
         raise ValueError(f"foil: {method} is not contrastive; use a gradient or occlusion method")
+    if family.remote and info["needs"] != "forward":
+        raise ValueError(
+            f"method: {method} needs the models' weights ({info['needs']}), and this family is "
+            f"served by {family.base.server}; use occlusion or adaptation, or local folders"
+        )
     labels = models or family.labels
+    words = _use_words(family, labels, align, targets, method)
     frames, extras = [], {}
     base_problem = None
     if method == "adaptation":
-        if not family.shared_tokenizer:
-            raise ValueError(
-                "method: adaptation compares token by token and needs a shared tokenizer"
-            )
         base_problem = build_problem(
-            family.load(family.base.label), prompt, response, chat, targets, foil
+            family.load(family.base.label), prompt, response, chat, targets, foil, sources
         )
-        base_deltas = occlusion_deltas(base_problem, options.get("replacement", "pad"))
+        base_deltas = occlusion_deltas(base_problem, options.get("replacement"))
     for label in labels:
-        problem = build_problem(family.load(label), prompt, response, chat, targets, foil)
+        problem = build_problem(family.load(label), prompt, response, chat, targets, foil, sources)
         if method == "adaptation":
             own = (
                 base_deltas
                 if label == family.base.label
-                else occlusion_deltas(problem, options.get("replacement", "pad"))
+                else occlusion_deltas(problem, options.get("replacement"))
             )
             result = MethodResult(own - base_deltas, {"against": family.base.label})
         else:
             with torch.enable_grad():
                 result = fn(problem, **options)
-        frames.append(_frame(label, method, problem, result.scores))
+        if words:
+            frames.append(
+                _word_frame(
+                    label, method, problem, result.scores, prompt, response, chat, info["additive"]
+                )
+            )
+        else:
+            frames.append(_frame(label, method, problem, result.scores))
         extras[label] = result.extra
     df = pd.concat(frames, ignore_index=True)
     meta = {"prompt": prompt, "response": response, "method": method, "options": options,
-            "foil": foil, "additive": info["additive"], "extra": extras, "versions": library_versions()}  # fmt: skip
+            "foil": foil, "sources": sources, "additive": info["additive"], "extra": extras,
+            "align": "words" if words else "tokens", "versions": library_versions()}  # fmt: skip
     return Attribution(df=df, meta=meta)
+
+
+def _use_words(family: Family, labels: list[str], align: str, targets, method: str) -> bool:
+    if align not in ("auto", "tokens", "words"):
+        raise ValueError(f"align: 'auto', 'tokens' or 'words', got {align!r}")
+    shared = family.subset([m for m in labels if m != family.base.label]).shared_tokenizer
+    words = align == "words" or (align == "auto" and not shared)
+    if words and targets is not None:
+        raise ValueError(
+            "targets: word-aligned attribution explains every response word; leave targets out"
+        )
+    if method == "adaptation" and (words or not family.shared_tokenizer):
+        raise ValueError("method: adaptation compares token by token and needs a shared tokenizer")
+    return words
+
+
+def _word_frame(
+    label, method, problem: Problem, scores, prompt, response, chat, additive
+) -> pd.DataFrame:
+    """The model's token matrix mapped onto the words of the text (see explorer.core.alignment)."""
+    from explorer.core.alignment import aggregate, token_units, word_units
+
+    loaded = problem.loaded
+    units = token_units(
+        loaded.tokenizer, model_input(loaded, prompt, chat), prompt, response, problem.start
+    )
+    names = word_units(prompt, response)
+    seq = problem.n_sources
+    m = aggregate(scores[:, :seq], units[problem.start + np.array(problem.targets)], units[:seq],
+                  len(names.names), additive)  # fmt: skip
+    n_sources = names.first_response if problem.sources == "prompt" else len(names.names)
+    first = names.first_response
+    t_idx, s_idx = np.meshgrid(
+        np.arange(first, len(names.names)), np.arange(n_sources), indexing="ij"
+    )
+    t_idx, s_idx = t_idx.ravel(), s_idx.ravel()
+    name_arr = np.array(names.names, dtype=object)
+    return pd.DataFrame(
+        {
+            "model": label,
+            "method": method,
+            "target_pos": t_idx - first,
+            "target_token": name_arr[t_idx],
+            "source_pos": s_idx,
+            "source_token": name_arr[s_idx],
+            "source_part": np.where(s_idx < first, "prompt", "response"),
+            "score": m[t_idx, s_idx].astype(float),
+        }
+    )
 
 
 def _frame(label: str, method: str, problem: Problem, scores: torch.Tensor) -> pd.DataFrame:
     tok = problem.loaded.tokenizer
     tokens = tok.convert_ids_to_tokens(problem.ids.tolist())
-    seq = len(tokens)
+    seq = problem.n_sources
+    scores = scores[:, :seq]  # (targets, sources)
     t_idx, s_idx = np.meshgrid(np.arange(len(problem.targets)), np.arange(seq), indexing="ij")
     t_idx, s_idx = t_idx.ravel(), s_idx.ravel()
     target_pos = np.array(problem.targets)[t_idx]
