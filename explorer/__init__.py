@@ -39,6 +39,10 @@ _API = {
     "load_sweep": "explorer.core.sweep",
     "run_sweep": "explorer.core.sweep",
     "Session": "explorer.core.session",
+    "OpenAIBackend": "explorer.core.remote",
+    "register_backend": "explorer.core.remote",
+    "ServerUnavailableError": "explorer.core.remote",
+    "ModelLoadError": "explorer.core.errors",
     "Explorer": "explorer.app",
     "load_probes": "explorer.zoo",
 }

@@ -140,6 +140,8 @@ class Controller:
                 "available": usable,
                 "selected": usable,
                 "relations": {m.label: m.relation for m in family.members},
+                "remote": family.remote,
+                "method": "occlusion" if family.remote and needs_weights(self.state.method) else self.state.method,
                 "examples": self._examples(spec),
                 "load_errors": errors,
                 "samples": None, "clusters": None, "variability": None, "provenance": None,
@@ -301,6 +303,12 @@ class Controller:
         return self._attribute(rows.iloc[0]["text"])
 
     def set_method(self, method: str) -> Job | None:
+        if self.state.remote and needs_weights(method):
+            self.fail(
+                f"{method} needs the models' weights; this family is served by "
+                f"{self.state.family.base.server}. Use occlusion or adaptation."
+            )
+            return None
         self.assign(method=method)
         s = self.state
         if s.chosen is None or s.samples is None:
@@ -391,3 +399,11 @@ class Controller:
             status=f"Opened sweep {folder.strip()}: {n_prompts} prompts, {len(sweep['samples'])} samples",
         )
         return True
+
+
+def needs_weights(method: str) -> bool:
+    """Whether an attribution method needs local weights (gradients or attention)."""
+    from explorer.core.attribution import list_methods
+
+    methods = list_methods().set_index("method")["needs"]
+    return method in methods and methods[method] != "forward"

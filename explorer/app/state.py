@@ -15,6 +15,7 @@ class AppState(t.HasTraits):
     relations = t.Dict()  # label -> relation
     examples = t.List(t.Unicode())  # example prompts (the zoo's probes for fable)
     load_errors = t.Dict()  # label -> why it failed to load
+    remote = t.Bool(False)  # served by an engine: forward-only methods (no gradients, attention)
 
     # prompt and sampling
     prompt = t.Unicode("the weather today is")

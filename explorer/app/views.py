@@ -45,7 +45,10 @@ class FamilyPanel(w.VBox):
 
         self.state, self.ctl = state, ctl
         self.preset = w.Dropdown(options=list_presets(), value=state.preset, description="Preset")
-        self.base = w.Text(placeholder="or a hub id / local folder", description="Base")
+        self.base = w.Text(
+            placeholder="or a hub id, a local folder, or a server (http://host:8000/v1)",
+            description="Base",
+        )
         self.extra = w.Text(placeholder="comma-separated ids or folders", description="Add")
         self.members = w.SelectMultiple(
             description="Compare", rows=5, layout=w.Layout(width="330px")
@@ -346,10 +349,12 @@ class AttributionView(w.VBox):
         from explorer.core.attribution import list_methods
 
         self.state, self.ctl = state, ctl
+        self.methods = list_methods()
         self.method = w.Dropdown(
-            options=list(list_methods()["method"]), value=state.method, description="Method"
+            options=self.method_options(), value=state.method, description="Method"
         )
-        self.method.observe(lambda change: ctl.set_method(change["new"]), names="value")
+        self.method.observe(self.pick, names="value")
+        state.observe(self.sync_methods, names=["remote", "method"])
         self.info = w.HTML()
         self.heatmaps = chart_box("pick a response in the Responses tab")
         self.diff = chart_box("")
@@ -357,6 +362,30 @@ class AttributionView(w.VBox):
         state.observe(self.redraw, names=["attribution", "attribution_spread", "chosen"])
         super().__init__([self.method, self.info, self.heatmaps, self.diff, self.bars])
         self.redraw()
+
+    def method_options(self) -> list[tuple[str, str]]:
+        """(label, method): for a served family, methods that need weights say so."""
+        return [
+            (f"{m} — needs local weights" if self.state.remote and needs != "forward" else m, m)
+            for m, needs in zip(self.methods["method"], self.methods["needs"], strict=True)
+        ]
+
+    def pick(self, change) -> None:
+        if self._syncing:
+            return
+        self.ctl.set_method(change["new"])
+        if self.method.value != self.state.method:  # refused: show the method in use again
+            self.sync_methods()
+
+    _syncing = False
+
+    def sync_methods(self, _=None) -> None:
+        self._syncing = True
+        try:
+            self.method.options = self.method_options()
+            self.method.value = self.state.method
+        finally:
+            self._syncing = False
 
     def redraw(self, _=None) -> None:
         s = self.state

@@ -46,10 +46,11 @@ class ModelRef:
     revision: str | None = None
     adapter: bool = False  # a peft adapter: loaded on top of `parent`
     parent: str | None = None  # label of the member it was made from
+    server: str | None = None  # an OpenAI-compatible server (…/v1) that serves `id` by name
 
     @property
     def is_local(self) -> bool:
-        return Path(self.id).exists()
+        return self.server is None and Path(self.id).exists()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class ModelRef:
             "revision": self.revision,
             "adapter": self.adapter,
             "parent": self.parent,
+            "server": self.server,
         }
 
 
@@ -92,13 +94,25 @@ class Family:
             return default_store()
         return self.store
 
+    @property
+    def remote(self) -> bool:
+        """Served by an inference engine (no local weights): forward-only analyses."""
+        return self.base.server is not None
+
     def load(self, label: str):
-        """The loaded member (model, tokenizer), cached in the family's model store."""
+        """The loaded member (model, tokenizer), cached in the family's model store; for a served
+        family, a `RemoteModel` that talks to the server."""
         ref = self.ref(label)
+        if ref.server is not None:
+            from explorer.core.remote import remote_model
+
+            return remote_model(ref, self.base)
         parent = self.ref(ref.parent) if ref.adapter and ref.parent else None
         return self._store().get(ref, parent)
 
     def tokenizer(self, label: str):
+        if self.ref(label).server is not None:
+            return self.load(label).tokenizer
         return self._store().tokenizer(self.ref(label))
 
     @cached_property
@@ -106,7 +120,10 @@ class Family:
         """Whether every member maps text to the same token ids (token-level views rely on it).
 
         Cached: comparing whole vocabularies is costly for large ones, and cross-scoring and
-        log-ratios ask once per scorer."""
+        log-ratios ask once per scorer. A served family is one base and its LoRA adapters on one
+        server, which share the base's tokenizer."""
+        if self.remote:
+            return all(m.server == self.base.server for m in self.members)
         vocabs = [self.tokenizer(label).get_vocab() for label in self.labels]
         return all(v == vocabs[0] for v in vocabs[1:])
 
@@ -251,19 +268,30 @@ def _check_spec(name: str, value: Any) -> None:
 
 
 def load_family(
-    base: str | os.PathLike | ModelRef,
+    source: str | os.PathLike | ModelRef | None = None,
     descendants: list[str | os.PathLike | ModelRef] | None = None,
     *,
+    base: str | os.PathLike | ModelRef | None = None,
     store: Any = None,
     validate: bool = True,
+    api_key: str | None = None,
 ) -> Family:
     """A family from a preset name (`"fable"`, `"smollm2"`, …), a base id/path plus
-    `descendants`, or a folder whose sub-folders' model cards name their `base_model`.
+    `descendants`, a folder whose sub-folders' model cards name their `base_model`, or a
+    server: `load_family("http://host:8000/v1", base="name")` takes the base and its LoRA
+    adapters as the server lists them (or the `descendants` named).
 
     With `validate` (the default) every member's config is read now, so a missing path, a
-    folder that is not a causal LM or an unreachable hub fails here with a clear message
-    instead of half-way through a run.
+    folder that is not a causal LM, an unreachable hub or server fails here with a clear
+    message instead of half-way through a run.
     """
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        from explorer.core.remote import served_family
+
+        return served_family(source, base, descendants, api_key=api_key)
+    if source is not None and base is not None:
+        raise ValueError("base: give the base once (as the first argument or as base=)")
+    base = source if source is not None else base
     _check_spec("base", base)
     for d in descendants or []:
         _check_spec("descendants", d)

@@ -405,14 +405,17 @@ def sample(
     for label in labels:
         family.ref(label)
     rows, first, inputs, seconds = [], [], {}, {}
-    for label in labels:
-        if cancel:
-            cancel.check()
-        result = sample_model(family.load(label), prompt, params, batch_size, progress, cancel)
+    for label, result in zip(
+        labels,
+        _sample_each(family, labels, prompt, params, batch_size, progress, cancel),
+        strict=True,
+    ):
         rows += result.rows
         first += result.first_token
         inputs[label], seconds[label] = result.model_input, round(result.seconds, 4)
     meta = {"model_inputs": inputs, "seconds": seconds, "versions": library_versions()}
+    if family.remote:
+        meta["engine"] = engine_meta(family, labels)
     return SampleSet(
         df=pd.DataFrame(rows, columns=SAMPLE_COLUMNS),
         params=params,
@@ -421,3 +424,33 @@ def sample(
         first_token=pd.DataFrame(first, columns=["model", "rank", "token_id", "token", "prob"]),
         meta=meta,
     )
+
+
+def _sample_each(family, labels, prompt, params, batch_size, progress, cancel):
+    """ModelSamples per label: local models one after another (each uses every core), served
+    ones all at once (the server batches them)."""
+    if family.remote:
+        from explorer.core.remote import sample_served
+
+        yield from sample_served(family, labels, prompt, params, progress, cancel)
+        return
+    for label in labels:
+        if cancel:
+            cancel.check()
+        yield sample_model(family.load(label), prompt, params, batch_size, progress, cancel)
+
+
+def engine_meta(family: Family, labels: list[str]) -> dict[str, Any]:
+    """What produced a served family's results: server, engine version, served model names, and
+    that per-token log-probs are the engine's raw ones and entropies are top-k lower bounds."""
+    from explorer.core.remote import TOP_LOGPROBS
+
+    first = family.load(labels[0])
+    return {
+        "server": first.backend.base_url,
+        "engine_version": first.backend.version,
+        "models": {label: family.ref(label).id for label in labels},
+        "logprobs": "raw (before temperature/top-p/top-k)",
+        "entropies": f"lower bound from the top-{TOP_LOGPROBS} log-probs",
+        "first_token": f"top-{TOP_LOGPROBS} as reported by the engine",
+    }

@@ -35,6 +35,8 @@ def continuation_logprobs(
 ) -> list[torch.Tensor]:
     """For each (prefix, continuation): log p(token) for every continuation token, teacher-forced,
     as a (len,) tensor — or, with `full`, the whole next-token log-distribution (len, vocab)."""
+    if loaded.model is None:  # served by an engine: scored through its API
+        return served_continuation_logprobs(loaded, prefixes, continuations, full)
     pad = loaded.tokenizer.pad_token_id
     out: list[torch.Tensor] = []
     for start in range(0, len(prefixes), batch_size):
@@ -59,6 +61,22 @@ def continuation_logprobs(
                     )
                 )
     return out
+
+
+def served_continuation_logprobs(loaded, prefixes, continuations, full: bool) -> list[torch.Tensor]:
+    from explorer.core.remote import score_ids
+
+    if full:
+        raise ValueError(
+            f"family: {loaded.ref.label} is served by an engine that reports top-k log-probs "
+            "only; KL/JS divergence needs whole next-token distributions (use local weights)"
+        )
+    rows = [list(p) + list(c) for p, c in zip(prefixes, continuations, strict=True)]
+    scored = score_ids(loaded, rows)  # per row: log-probs of tokens 1..end
+    return [
+        torch.tensor(lp[len(lp) - len(c) :] if c else [], dtype=torch.float32)
+        for lp, c in zip(scored, continuations, strict=True)
+    ]
 
 
 def encode(loaded: LoadedModel, text: str, special: bool = True) -> list[int]:
