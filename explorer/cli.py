@@ -65,6 +65,14 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="keep K kernels pre-started with the notebook already run (faster first page)",
     )
+    parser.add_argument(
+        "--cull-after",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="shut down a page's kernel SECONDS after its page closed and it went idle, "
+        "freeing its models (default 600; 0 keeps kernels)",
+    )
     return parser
 
 
@@ -83,6 +91,12 @@ def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
     ]
     if args.no_browser:
         cmd.append("--no-browser")
+    if args.cull_after > 0:  # Jupyter's culling: idle kernels that no page is connected to
+        cmd += [
+            f"--MappingKernelManager.cull_idle_timeout={args.cull_after}",
+            f"--MappingKernelManager.cull_interval={min(60, args.cull_after)}",
+            "--MappingKernelManager.cull_connected=False",
+        ]
     if args.preheat > 0:
         cmd += [
             "--preheat_kernel=True",

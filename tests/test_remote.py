@@ -218,3 +218,29 @@ def _kill_after_units(server, units, count: int) -> None:
             return
         time.sleep(0.05)
     server.stop()
+
+
+def test_the_app_on_a_served_family(server):
+    app = fx.Explorer(server.url, n=8, max_new_tokens=6, prompt="the parrot says", chat="never")
+    assert app.wait(120), app.state.error
+    s = app.state
+    assert s.error == "" and s.remote and s.available == ["fable-pirate"]
+    assert s.method == "occlusion"  # the app's default (grad_x_input) needs weights
+    labels = dict((value, label) for label, value in app.attribution.method.options)
+    assert labels["grad_x_input"] == "grad_x_input — needs local weights"
+    assert labels["occlusion"] == "occlusion"
+    app.sampling_panel.resample.click()
+    assert app.wait(120) and s.error == ""
+    assert s.samples.models == ["fable-base", "fable-pirate"] and len(s.samples.df) == 16
+    assert s.samples.meta["engine"]["server"] == server.url
+    column = app.responses.columns.children[1]
+    column.children[1].value = column.children[1].options[0][1]  # attribute a pirate answer
+    assert app.wait(120) and s.error == ""
+    assert s.attribution.meta["method"] == "occlusion" and set(s.attribution.models) == {
+        "fable-base",
+        "fable-pirate",
+    }
+    app.attribution.method.value = "integrated_gradients"
+    assert app.wait(60)
+    assert "needs the models' weights" in s.error
+    assert s.method == "occlusion" and app.attribution.method.value == "occlusion"

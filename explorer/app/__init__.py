@@ -76,6 +76,11 @@ class Explorer(w.VBox):
             layout=w.Layout(width="100%"),
         )
         self.add_class("fx-explorer")
+        from explorer.app.lifetime import page_heartbeat
+
+        self.heartbeat = page_heartbeat(on_gone=self.controller.abandon)
+        if self.heartbeat is not None:  # under Voila: a closed page stops its run
+            self.children = (*self.children, self.heartbeat)
         if load and family is not None:
             if isinstance(family, str):
                 self.state.preset = (
@@ -90,3 +95,11 @@ class Explorer(w.VBox):
     def wait(self, timeout: float = 120.0) -> bool:
         """Block until the running task ends (scripts and tests)."""
         return self.controller.wait(timeout)
+
+    def close(self) -> None:
+        """Closing the app cancels its task in flight (sampling stops within one decoding
+        step), so no worker thread outlives the page."""
+        self.controller.abandon()
+        if getattr(self, "heartbeat", None) is not None:
+            self.heartbeat.close()
+        super().close()

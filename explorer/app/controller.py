@@ -31,6 +31,7 @@ class Job:
 
         self.controller, self.generation = controller, generation
         self.cancel = CancelToken()
+        self.abandoned = False  # nobody is watching: skip the work of showing partial results
 
     @property
     def current(self) -> bool:
@@ -94,6 +95,13 @@ class Controller:
         """Cancel the task in flight (sampling stops within one decoding step)."""
         with self._lock:
             if self._job is not None:
+                self._job.cancel.cancel()
+
+    def abandon(self) -> None:
+        """The page went away: cancel the task in flight and skip analysing partial results."""
+        with self._lock:
+            if self._job is not None:
+                self._job.abandoned = True
                 self._job.cancel.cancel()
 
     def wait(self, timeout: float = 120.0) -> bool:
@@ -214,14 +222,17 @@ class Controller:
                     )
                     totals[label] = 1.0
             except Cancelled:
-                if not done:
+                if not done or job.abandoned:
                     raise
                 partial = combine(done)
                 job.publish(**self._analyse(family, partial, behaviours),
                             status=f"Stopped: kept the finished models ({', '.join(partial.models)})")  # fmt: skip
                 return {}
             samples = combine(done)
-            return {**self._analyse(family, samples, behaviours), "status": self._summary(samples)}
+            return {
+                **self._analyse(family, samples, behaviours, job.cancel),
+                "status": self._summary(samples),
+            }
 
         return self.submit("Sampling", work)
 
@@ -238,16 +249,23 @@ class Controller:
         seconds = sum(samples.meta.get("seconds", {}).values())
         return f"{len(samples.df)} samples from {len(samples.models)} models in {seconds:.1f} s (seed {samples.params.seed})"
 
-    def _analyse(self, family, samples, behaviours: dict[str, str]) -> dict[str, Any]:
-        """Everything the tabs show that follows from the samples."""
+    def _analyse(self, family, samples, behaviours: dict[str, str], cancel=None) -> dict[str, Any]:
+        """Everything the tabs show that follows from the samples; a cancel token is honoured
+        between the steps (scoring thousands of samples under every model takes a while)."""
         import explorer as fx
         from explorer.core.metrics import assign_clusters
 
+        check = cancel.check if cancel is not None else (lambda: None)
         out: dict[str, Any] = {"samples": samples, "clusters": assign_clusters(samples)}
         out["variability"] = fx.variability(samples)
+        check()
         out["provenance"] = self._provenance(samples, behaviours)
-        out["cross"] = fx.cross_score(family, samples) if len(samples.models) > 1 else None
-        out["log_ratio"] = fx.log_ratio(family, samples) if family.shared_tokenizer else None
+        check()
+        multi = len(samples.models) > 1
+        out["cross"] = fx.cross_score(family, samples, cancel=cancel) if multi else None
+        check()
+        shared = family.shared_tokenizer
+        out["log_ratio"] = fx.log_ratio(family, samples, cancel=cancel) if shared else None
         out.update(chosen=None, attribution=None, attribution_spread=None)
         return out
 

@@ -202,11 +202,12 @@ class ResponsesView(w.VBox):
         self.colour = w.ToggleButtons(options=[("log-ratio vs base", "log_ratio"), ("probability", "prob")],
                                       value="log_ratio", description="Colour by")  # fmt: skip
         self.tokens = chart_box("pick a response above to see it token by token")
+        self.token_note = w.HTML()
         self.colour.observe(lambda _: self.draw_tokens(), names="value")
         state.observe(self.redraw, names=["samples", "clusters"])
         state.observe(lambda _: self.draw_tokens(), names=["chosen", "log_ratio"])
         super().__init__([w.HTML("<div class='fx-note'>Each column is one model; pick a response to attribute it in every model.</div>"),
-                          self.columns, self.colour, self.tokens])  # fmt: skip
+                          self.columns, self.colour, self.token_note, self.tokens])  # fmt: skip
         self.redraw()
 
     _redrawing = False
@@ -257,6 +258,12 @@ class ResponsesView(w.VBox):
             show_chart(self.tokens, None, "pick a response above to see it token by token")
             return
         model, sample = s.chosen
+        self.token_note.value = (
+            "<div class='fx-note'>Log-ratios against the base are unavailable: these models "
+            "tokenize differently, so their tokens do not line up. Showing probabilities.</div>"
+            if self.colour.value == "log_ratio" and s.log_ratio is None
+            else ""
+        )
         if self.colour.value == "log_ratio" and s.log_ratio is not None:
             rows = s.log_ratio[(s.log_ratio["model"] == model) & (s.log_ratio["sample"] == sample)]
             show_chart(

@@ -368,6 +368,9 @@ def combine(parts: list[SampleSet]) -> SampleSet:
             )
         meta["model_inputs"].update(part.meta.get("model_inputs", {}))
         meta["seconds"].update(part.meta.get("seconds", {}))
+        if "engine" in part.meta:  # served models: keep what produced them
+            engine = meta.setdefault("engine", {**part.meta["engine"], "models": {}})
+            engine["models"].update(part.meta["engine"]["models"])
     return SampleSet(
         df=pd.concat([p.df for p in parts], ignore_index=True),
         params=first.params,

@@ -32,6 +32,7 @@ def continuation_logprobs(
     continuations: Sequence[Sequence[int]],
     batch_size: int = 64,
     full: bool = False,
+    cancel=None,
 ) -> list[torch.Tensor]:
     """For each (prefix, continuation): log p(token) for every continuation token, teacher-forced,
     as a (len,) tensor — or, with `full`, the whole next-token log-distribution (len, vocab)."""
@@ -40,6 +41,8 @@ def continuation_logprobs(
     pad = loaded.tokenizer.pad_token_id
     out: list[torch.Tensor] = []
     for start in range(0, len(prefixes), batch_size):
+        if cancel is not None:
+            cancel.check()  # thousands of samples under several models: stoppable per batch
         pre = prefixes[start : start + batch_size]
         cont = continuations[start : start + batch_size]
         rows = [list(p) + list(c) for p, c in zip(pre, cont, strict=True)]
@@ -103,9 +106,13 @@ def score_texts(
     return pd.DataFrame(rows)
 
 
-def _score(loaded: LoadedModel, prefix: list[int], conts: list[list[int]]) -> list[torch.Tensor]:
+def _score(
+    loaded: LoadedModel, prefix: list[int], conts: list[list[int]], cancel=None
+) -> list[torch.Tensor]:
     nonempty = [i for i, c in enumerate(conts) if c]
-    scored = continuation_logprobs(loaded, [prefix] * len(nonempty), [conts[i] for i in nonempty])
+    scored = continuation_logprobs(
+        loaded, [prefix] * len(nonempty), [conts[i] for i in nonempty], cancel=cancel
+    )
     result = [torch.zeros(0)] * len(conts)
     for i, lp in zip(nonempty, scored, strict=True):
         result[i] = lp
@@ -135,7 +142,9 @@ def _scorer_inputs(
     return loaded, encode(loaded, text)
 
 
-def sample_logprobs_under(family: Family, samples: SampleSet, scorer: str) -> list[torch.Tensor]:
+def sample_logprobs_under(
+    family: Family, samples: SampleSet, scorer: str, cancel=None
+) -> list[torch.Tensor]:
     """Every sample's response tokens scored by `scorer` (token ids reused when the family shares a
     tokenizer, the response text re-tokenized otherwise)."""
     loaded, prefix = _scorer_inputs(family, samples, scorer)
@@ -144,11 +153,11 @@ def sample_logprobs_under(family: Family, samples: SampleSet, scorer: str) -> li
         list(ids) if shared else encode(loaded, text, special=False)
         for ids, text in zip(samples.df["token_ids"], samples.df["text"], strict=True)
     ]
-    return _score(loaded, prefix, conts)
+    return _score(loaded, prefix, conts, cancel)
 
 
 def cross_score(
-    family: Family, samples: SampleSet, models: list[str] | None = None
+    family: Family, samples: SampleSet, models: list[str] | None = None, cancel=None
 ) -> pd.DataFrame:
     """Sampler × scorer table: mean log-prob per token of each model's samples under each model.
 
@@ -157,7 +166,7 @@ def cross_score(
     scorers = models or [m for m in family.labels if m in samples.models] or family.labels
     rows = []
     for scorer in scorers:
-        scored = sample_logprobs_under(family, samples, scorer)
+        scored = sample_logprobs_under(family, samples, scorer, cancel)
         frame = pd.DataFrame({"sampler": samples.df["model"], "lp": scored})
         for sampler, group in frame.groupby("sampler", sort=False):
             tokens = torch.cat(list(group["lp"])) if len(group) else torch.zeros(0)
@@ -185,15 +194,17 @@ def _require_shared(family: Family, what: str) -> None:
         )
 
 
-def log_ratio(family: Family, samples: SampleSet, base: str | None = None) -> pd.DataFrame:
+def log_ratio(
+    family: Family, samples: SampleSet, base: str | None = None, cancel=None
+) -> pd.DataFrame:
     """Per token of every sample: `log p_model − log p_base` — where in a response the adaptation
     acts. One row per (model, sample, position)."""
     _require_shared(family, "log_ratio")
     base = base or family.base.label
-    under_base = sample_logprobs_under(family, samples, base)
+    under_base = sample_logprobs_under(family, samples, base, cancel)
     rows = []
     for label in samples.models:
-        own = sample_logprobs_under(family, samples, label) if label != base else under_base
+        own = sample_logprobs_under(family, samples, label, cancel) if label != base else under_base
         for i in (samples.df["model"] == label).to_numpy().nonzero()[0]:
             row = samples.df.iloc[i]
             for pos, (tok, lm, lb) in enumerate(

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from explorer.core.errors import ModelLoadError, UnsafeWeightsError
-from explorer.core.family import ModelRef, _hub_error
+from explorer.core.family import ModelRef, _hub_error, check_ref
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -178,6 +178,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
 def load_causal_lm(ref: ModelRef, dtype: torch.dtype, allow_pickle: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
+    check_ref(ref)  # a non-causal model (BERT) would otherwise load as a "causal" LM head
     if ref.is_local:
         check_weights_safe(Path(ref.id), ref.label, allow_pickle)
     try:
