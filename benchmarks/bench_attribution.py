@@ -43,9 +43,8 @@ def timed(
 
 def ours(family, label, prompt, response, method, **kw) -> torch.Tensor:
     """Our matrix (targets, prompt tokens): prompt sources only, the question the peers answer."""
-    attr = fx.attribute(
-        family, prompt, response, method=method, models=[label], sources="prompt", **kw
-    )
+    kw = {"sources": "prompt", **kw}
+    attr = fx.attribute(family, prompt, response, method=method, models=[label], **kw)
     return torch.tensor(attr.matrix(label).to_numpy())
 
 
@@ -53,6 +52,27 @@ def captum_gradient(model, tok, prompt, target, layer_method, **kw) -> torch.Ten
     llm = LLMGradientAttribution(layer_method, tok)
     res = llm.attribute(TextTokenInput(prompt, tok), target=target, **kw)
     return res.token_attr  # (targets, prompt tokens)
+
+
+def inseq_gradient(
+    model, tok, prompt: str, response: str, method: str, full: bool = False, **kw
+) -> torch.Tensor:
+    """inseq's (targets, prompt tokens) attributions of each target's probability, divided by
+    that probability: d p / dx = p · d log p / dx, so this is the log-prob attribution ours
+    and Captum's compute. None when inseq is not installed (`pip install inseq`)."""
+    try:
+        import inseq
+    except ImportError:
+        return None
+    wrapped = inseq.load_model(model, method, tokenizer=tok)
+    n_prompt = len(tok(prompt)["input_ids"])
+    out = wrapped.attribute(
+        prompt, f"{prompt} {response}", step_scores=["probability"], show_progress=False, **kw
+    )
+    seq = out.sequence_attributions[0]
+    scores = seq.target_attributions.sum(-1).T  # (targets, sequence)
+    scores = scores if full else scores[:, :n_prompt]  # full: every source, zeros after each target
+    return torch.nan_to_num(scores) / seq.step_scores["probability"][:, None]
 
 
 def captum_occlusion(model, tok, prompt, target, **kw) -> torch.Tensor:
@@ -80,11 +100,11 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
     target = torch.tensor(tok(response, add_special_tokens=False)["input_ids"])
     rows = []
 
-    def compare(name, ours_fn, peer_name, peer_fn, extra="", times=None):
+    def compare(name, ours_fn, peer_name, peer_fn, extra="", times=None, same=True):
         times = times or repeats
         t_ours, a = timed(ours_fn, times, warm=times > 1)
         t_peer, b = timed(peer_fn, times, warm=times > 1)
-        diff = (a - b).abs().max().item() if b.shape == a.shape else float("nan")
+        diff = (a - b).abs().max().item() if same and b.shape == a.shape else float("nan")
         rows.append({"model": label, "method": name, "peer": peer_name, "ours_s": t_ours, "peer_s": t_peer,
                      "speedup": t_peer / t_ours, "max_abs_diff": diff, "note": extra})  # fmt: skip
         print_row(rows[-1])
@@ -92,6 +112,12 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
     compare("grad×input", lambda: ours(family, label, prompt, response, "grad_x_input"),
             "Captum LLMGradientAttribution(LayerGradientXActivation)",
             lambda: captum_gradient(model, tok, prompt, target, LayerGradientXActivation(model, emb)))  # fmt: skip
+    if inseq_gradient(model, tok, prompt, response, "input_x_gradient") is not None:
+        compare("grad×input", lambda: ours(family, label, prompt, response, "grad_x_input"),
+                "inseq input_x_gradient", lambda: inseq_gradient(model, tok, prompt, response, "input_x_gradient"))  # fmt: skip
+        compare("IG, 32 steps", lambda: ours(family, label, prompt, response, "integrated_gradients", n_steps=32, baseline="zero", sources="all"),
+                "inseq integrated_gradients, 32 steps", lambda: inseq_gradient(model, tok, prompt, response, "integrated_gradients", full=True, n_steps=32),
+                extra="inseq attributes the probability; IG, unlike a gradient, does not convert to log-prob attributions by dividing by p, so values differ", same=False)  # fmt: skip
     compare("IG, 32 steps", lambda: ours(family, label, prompt, response, "integrated_gradients", n_steps=32, baseline=0),
             "Captum LayerIntegratedGradients, 32 steps",
             lambda: captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb), n_steps=32, method="gausslegendre"))  # fmt: skip

@@ -41,3 +41,11 @@ def fable_tokenizer(zoo_path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(zoo_path / "fable-base")
+
+
+@pytest.fixture(scope="module")
+def store():
+    """A model store shared by the apps of one test module."""
+    from explorer.core.store import ModelStore
+
+    return ModelStore()

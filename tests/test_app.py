@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 import explorer as fx
-from explorer.core.store import ModelStore
-
-
-@pytest.fixture(scope="module")
-def store():
-    return ModelStore()
 
 
 @pytest.fixture
@@ -215,3 +209,20 @@ def test_the_data_tab_opens_a_sweep(app, tmp_path):
     app.data.sweep_dir.value = str(tmp_path / "nothing")
     app.data.open_sweep.click()
     assert "Could not open the sweep" in app.state.error
+
+
+def test_a_redrawn_chart_reuses_its_widget():
+    import altair as alt
+    import pandas as pd
+
+    from explorer.app.widgets import chart_box, show_chart
+
+    box = chart_box()
+    first = alt.Chart(pd.DataFrame({"x": [1, 2]})).mark_point().encode(x="x")
+    show_chart(box, first)
+    widget = box.children[0]
+    show_chart(box, alt.Chart(pd.DataFrame({"y": [3]})).mark_bar().encode(x="y"))
+    assert box.children[0] is widget and "bar" in str(widget.spec["mark"])
+    show_chart(box, None, "gone")
+    assert widget.comm is None  # closed, not leaked
+    assert "gone" in box.children[0].value

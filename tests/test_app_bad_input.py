@@ -3,24 +3,17 @@ and the next valid action works. Also: changing the family during a run, and a c
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
 import pytest
-from synthetic import synthetic_tokenizer
-from tiny import char_tokenizer, pickled_llama, tiny_bert, tiny_llama
+from bad_inputs import FAMILIES, SAMPLING
+from tiny import char_tokenizer, tiny_llama
 
 import explorer as fx
 from explorer.app.widgets import escape
-from explorer.core.store import ModelStore
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def store():
-    return ModelStore()
 
 
 @pytest.fixture
@@ -42,26 +35,6 @@ def resample_works(app) -> None:
     assert app.wait(120)
     assert app.state.error == "", app.state.error
     assert len(app.state.samples.df) == 4 * len(app.state.samples.models)
-
-
-SAMPLING = [
-    ("empty prompt", {"prompt": ""}, "prompt: is empty"),
-    ("whitespace prompt", {"prompt": "  \n\t "}, "prompt: is empty"),
-    ("prompt over the context", {"prompt": "the " * 300}, "prompt: is 301 tokens for fable-base"),
-    ("100 kB paste", {"prompt": "the weather today is sunny . " * 3500}, "tokens for fable-base"),
-    ("n = 0", {"n": 0}, "n: must be between 1 and 4096"),
-    ("n huge", {"n": 1_000_000}, "n: must be between 1 and 4096"),
-    ("temperature 0", {"temperature": 0.0}, "temperature: must be > 0"),
-    ("temperature < 0", {"temperature": -1.0}, "temperature: must be > 0"),
-    ("top_p 0", {"top_p": 0.0}, "top_p: must be in (0, 1]"),
-    ("top_p > 1", {"top_p": 1.5}, "top_p: must be in (0, 1]"),
-    ("max_new_tokens 0", {"max_new_tokens": 0}, "max_new_tokens: must be at least 1"),
-    (
-        "max_new_tokens over the context",
-        {"max_new_tokens": 4000},
-        "max_new_tokens: 4000 does not fit",
-    ),
-]
 
 
 @pytest.mark.parametrize(
@@ -87,38 +60,6 @@ def test_odd_prompts_just_work(app, prompt):
     app.sampling_panel.resample.click()
     assert app.wait(120)
     assert app.state.error == "" and app.state.samples.prompt == prompt
-
-
-def _corrupt(tmp, zoo):
-    folder = tmp / "corrupt"
-    shutil.copytree(zoo / "fable-base", folder)
-    (folder / "model.safetensors").write_bytes(b"\x00garbage" * 10)
-    return folder
-
-
-def _mismatch(tmp, zoo):
-    folder = tmp / "mismatch"
-    shutil.copytree(zoo / "fable-base", folder)
-    synthetic_tokenizer(500).save_pretrained(folder)
-    return folder
-
-
-def _not_a_model(tmp, zoo):
-    (tmp / "notes").mkdir()
-    (tmp / "notes" / "readme.txt").write_text("hello")
-    return tmp / "notes"
-
-
-FAMILIES = [
-    ("missing path", lambda tmp, zoo: tmp / "no" / "such" / "model", "no such folder"),
-    ("not a model", _not_a_model, "no model folder"),
-    ("BERT (not causal)", lambda tmp, zoo: tiny_bert(tmp / "bert", synthetic_tokenizer(300)), "not a causal language model"),
-    ("corrupt safetensors", _corrupt, "could not be read"),
-    ("mismatched tokenizer", _mismatch, "tokenizer has 500 tokens"),
-    ("adapter without its base", lambda tmp, zoo: zoo / "fable-pirate", "is an adapter but its base model is not in the family"),
-    ("pickled weights", lambda tmp, zoo: pickled_llama(tmp / "pickled", synthetic_tokenizer(300)), "pickled"),
-    ("hub unreachable", lambda tmp, zoo: "HuggingFaceTB/SmolLM2-135M", "Hugging Face hub"),
-]  # fmt: skip
 
 
 @pytest.mark.parametrize(

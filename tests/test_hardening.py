@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
+from bad_inputs import FAMILIES, SAMPLING
 from synthetic import synthetic_tokenizer
 from tiny import tiny_llama
 
@@ -79,3 +81,21 @@ def test_a_descendant_with_another_vocabulary(tmp_path, zoo_path):
         fx.attribute(family, "the weather today is", "sunny", method="adaptation")
     attr = fx.attribute(family, "the weather today is", "sunny", method="occlusion")
     assert set(attr.models) == {"fable-base", "other-vocab"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"), [c[1:] for c in SAMPLING], ids=[c[0] for c in SAMPLING]
+)
+def test_every_bad_sampling_input_in_the_api(fable, values, message):
+    args = {"prompt": "the weather today is", "n": 2, "max_new_tokens": 4, **values}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fx.sample(fable, **args)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [c[1:] for c in FAMILIES], ids=[c[0] for c in FAMILIES]
+)
+def test_every_bad_family_input_in_the_api(tmp_path, zoo_path, make, message):
+    with pytest.raises((ValueError, ModelLoadError), match=re.escape(message)):
+        family = fresh(make(tmp_path, zoo_path))
+        family.load(family.base.label)

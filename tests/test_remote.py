@@ -144,6 +144,8 @@ def test_per_token_logprobs_of_samples_match_rescoring(served, local):
     ):
         assert torch.allclose(torch.tensor(sampled), lp, atol=1e-3)
     assert set(rescored["scorer"]) == {"fable-base", "fable-pirate"}
+    ended = samples.df[samples.df["finish_reason"] == "eos"]  # fable sentences end ". <eos>"
+    assert len(ended) > 0 and all(tokens[-1] == "." for tokens in ended["tokens"])
     first = samples.first_token[samples.first_token["model"] == "fable-base"]
     assert abs(first["prob"].sum() - 1) < 0.02 and first.iloc[0]["token"] == "sunny"
 

@@ -48,11 +48,26 @@ def chart_box(placeholder: str = "nothing yet") -> w.Box:
 def show_chart(
     box: w.Box, chart: alt.TopLevelMixin | None, placeholder: str = "nothing yet"
 ) -> None:
-    """Draw `chart` in `box` as an interactive, offline-capable JupyterChart."""
+    """Draw `chart` in `box` as an interactive, offline-capable JupyterChart.
+
+    A chart already in the box is given the new spec rather than replaced: a new widget per
+    redraw leaked widget models and, with many pages redrawing at once, raced the front end's
+    initialisation of the one it replaced ("Failed to initialize model")."""
     if chart is None:
+        _close_charts(box)
         box.children = [w.HTML(f"<em>{escape(placeholder)}</em>")]
         return
+    current = box.children[0] if box.children else None
+    if isinstance(current, alt.JupyterChart):
+        current.chart = chart
+        return
     box.children = [alt.JupyterChart(chart)]
+
+
+def _close_charts(box: w.Box) -> None:
+    for child in box.children:
+        if isinstance(child, alt.JupyterChart):
+            child.close()
 
 
 def download_link(data: bytes, filename: str, label: str, mime: str) -> str:

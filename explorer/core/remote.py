@@ -329,14 +329,6 @@ class RemoteModel:
         """The model name the server knows (the LoRA adapter's name for a descendant)."""
         return self.ref.id
 
-    @property
-    def engine(self) -> dict[str, str]:
-        return {
-            "server": self.backend.base_url,
-            "model": self.name,
-            "engine_version": self.backend.version,
-        }
-
 
 # --- sampling and scoring through the API --------------------------------------------------
 
