@@ -46,7 +46,7 @@ class FamilyPanel(w.VBox):
         self.state, self.ctl = state, ctl
         self.preset = w.Dropdown(options=list_presets(), value=state.preset, description="Preset")
         self.base = w.Text(
-            placeholder="or a hub id, a local folder, or a server (http://host:8000/v1)",
+            placeholder="or hub id, folder, http://…/v1",
             description="Base",
         )
         self.extra = w.Text(placeholder="comma-separated ids or folders", description="Add")
