@@ -149,6 +149,14 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
     rows[-1]["note"] = (f"ours: {adaptive['n_steps']} steps, completeness gap ≤ {max(adaptive['completeness_gap']):.1%}; "
                         f"Captum: gap ≤ {completeness_gap(loaded, prompt, response, captum50[0]):.1%}")  # fmt: skip
     print_row(rows[-1])
+    eos = torch.full(
+        (1, len(tok(prompt)["input_ids"])), tok.eos_token_id
+    )  # the same baseline as ours
+    steps = adaptive["n_steps"]
+    compare("IG, adaptive (eos baseline)", ours_adaptive,
+            f"Captum LayerIntegratedGradients, {steps} steps (what our hardest target needed), eos baseline",
+            lambda: captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb), n_steps=steps, baselines=eos),
+            times=1, same=False, extra="equal completeness for every target; ours refines only the targets that need it")  # fmt: skip
     compare("occlusion", lambda: ours(family, label, prompt, response, "occlusion"),
             "Captum FeatureAblation, forward_in_tokens=False",
             lambda: captum_occlusion(model, tok, prompt, target, forward_in_tokens=False))  # fmt: skip

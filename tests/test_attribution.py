@@ -265,3 +265,13 @@ def test_other_tokenizers_are_aligned_to_words(tmp_path, zoo_path, method, addit
     assert n_prompt == 1 + 17  # <bos> + the prompt's 17 non-space characters
     want = cells.sum() if additive else cells.max()
     assert abs(m_chars.loc[0, 2] - want) <= 1e-5
+
+
+def test_adaptive_ig_refines_only_the_targets_that_need_it(fable):
+    attr, mine = ours(fable, "integrated_gradients")
+    extra = attr.meta["extra"]["fable-base"]
+    used = extra["steps_per_target"]
+    assert len(set(used)) > 1 and extra["n_steps"] == max(used)  # targets differ in need
+    for t in {used.index(s) for s in set(used)}:  # one target per step count
+        _, alone = ours(fable, "integrated_gradients", n_steps=used[t], targets=[t])
+        assert torch.allclose(alone[0], mine[t], atol=1e-5), (t, used[t])
