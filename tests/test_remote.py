@@ -246,3 +246,44 @@ def test_the_app_on_a_served_family(server):
     assert app.wait(60)
     assert "needs the models' weights" in s.error
     assert s.method == "occlusion" and app.attribution.method.value == "occlusion"
+
+
+@pytest.mark.browser
+def test_a_served_family_in_voila(server):
+    """The whole journey in the real page: type the server's address, load, resample,
+    attribute; no console or page error (a stale selection index once broke the Compare list)."""
+    from browser import browser_page, no_traceback, screenshot
+    from browser import served as voila
+
+    with voila() as url, browser_page(height=1100) as page:
+        page.goto(url, timeout=120_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)",
+            timeout=120_000,
+        )
+        page.locator("input[placeholder^='or hub id']").fill(server.url)
+        page.get_by_role("button", name="Load").click()
+        page.wait_for_function(
+            "() => document.body.innerText.includes('Loaded fable-base @')", timeout=120_000
+        )
+        page.locator("textarea").first.fill("the parrot says")
+        page.get_by_role("button", name="Resample").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('.fx-responses select').length === 2", timeout=120_000
+        )
+        page.locator(".fx-responses select").nth(1).select_option(index=0)
+        page.get_by_role("tab", name="Attribution").click()
+        page.wait_for_function(
+            "() => document.body.innerText.includes('occlusion of') && document.querySelectorAll('.vega-embed').length >= 2",
+            timeout=120_000,
+        )
+        options = (
+            page.locator("select")
+            .filter(has_text="needs local weights")
+            .first.inner_text()
+            .replace("\xa0", " ")
+        )
+        assert "grad_x_input — needs local weights" in options and "occlusion" in options
+        no_traceback(page)
+        screenshot(page, "served-attribution.png", ".fx-explorer")
+        assert page.problems == [], page.problems

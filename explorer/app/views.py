@@ -91,12 +91,16 @@ class FamilyPanel(w.VBox):
     def redraw(self, _=None) -> None:
         s = self.state
         self._redrawing = True
-        try:
-            self.members.options = [
-                (f"{d} — {RELATION_NAMES.get(s.relations.get(d, ''), s.relations.get(d, ''))}", d)
-                for d in s.available
-            ]
-            self.members.value = tuple(d for d in s.selected if d in s.available)
+        try:  # options and selection in one message: a stale index on new options breaks the page
+            with self.members.hold_sync():
+                self.members.options = [
+                    (
+                        f"{d} — {RELATION_NAMES.get(s.relations.get(d, ''), s.relations.get(d, ''))}",
+                        d,
+                    )
+                    for d in s.available
+                ]
+                self.members.value = tuple(d for d in s.selected if d in s.available)
         finally:
             self._redrawing = False
         loading = s.running == "Loading"
@@ -389,8 +393,9 @@ class AttributionView(w.VBox):
     def sync_methods(self, _=None) -> None:
         self._syncing = True
         try:
-            self.method.options = self.method_options()
-            self.method.value = self.state.method
+            with self.method.hold_sync():
+                self.method.options = self.method_options()
+                self.method.value = self.state.method
         finally:
             self._syncing = False
 
