@@ -348,18 +348,11 @@ def replacement_id(problem: Problem, replacement: str | int | None) -> int:
     tok = problem.loaded.tokenizer
     if isinstance(replacement, int):
         return replacement
+    ids = {name: getattr(tok, f"{name}_token_id", None) for name in ("pad", "unk", "eos", "bos")}
     if replacement is None:
-        for name in ("pad", "unk", "eos", "bos"):
-            token = getattr(tok, f"{name}_token_id", None)
-            if token is not None:
-                return int(token)
-        raise ValueError("replacement: the tokenizer has no special tokens; give a token id")
-    ids = {
-        "pad": tok.pad_token_id,
-        "unk": tok.unk_token_id,
-        "eos": tok.eos_token_id,
-        "bos": tok.bos_token_id,
-    }
+        replacement = next((name for name, token in ids.items() if token is not None), None)
+        if replacement is None:
+            raise ValueError("replacement: the tokenizer has no special tokens; give a token id")
     if replacement not in ids or ids[replacement] is None:
         raise ValueError(
             f"replacement: one of pad, unk, eos, bos (that the tokenizer has) or a token id, got {replacement!r}"
@@ -594,50 +587,47 @@ def _word_frame(
     units = token_units(
         loaded.tokenizer, model_input(loaded, prompt, chat), prompt, response, problem.start
     )
-    names = word_units(prompt, response)
+    words = word_units(prompt, response)
     seq = problem.n_sources
     m = aggregate(scores[:, :seq], units[problem.start + np.array(problem.targets)], units[:seq],
-                  len(names.names), additive)  # fmt: skip
-    n_sources = names.first_response if problem.sources == "prompt" else len(names.names)
-    first = names.first_response
-    t_idx, s_idx = np.meshgrid(
-        np.arange(first, len(names.names)), np.arange(n_sources), indexing="ij"
-    )
-    t_idx, s_idx = t_idx.ravel(), s_idx.ravel()
-    name_arr = np.array(names.names, dtype=object)
-    return pd.DataFrame(
-        {
-            "model": label,
-            "method": method,
-            "target_pos": t_idx - first,
-            "target_token": name_arr[t_idx],
-            "source_pos": s_idx,
-            "source_token": name_arr[s_idx],
-            "source_part": np.where(s_idx < first, "prompt", "response"),
-            "score": m[t_idx, s_idx].astype(float),
-        }
-    )
+                  len(words.names), additive)  # fmt: skip
+    first = words.first_response
+    n_sources = first if problem.sources == "prompt" else len(words.names)
+    names = np.array(words.names, dtype=object)
+    return _grid_frame(label, method, m[first:, :n_sources], np.arange(len(names) - first),
+                       names[first:], names[:n_sources], first)  # fmt: skip
 
 
 def _frame(label: str, method: str, problem: Problem, scores: torch.Tensor) -> pd.DataFrame:
-    tok = problem.loaded.tokenizer
-    tokens = tok.convert_ids_to_tokens(problem.ids.tolist())
+    tokens = np.array(
+        problem.loaded.tokenizer.convert_ids_to_tokens(problem.ids.tolist()), dtype=object
+    )
     seq = problem.n_sources
-    scores = scores[:, :seq]  # (targets, sources)
-    t_idx, s_idx = np.meshgrid(np.arange(len(problem.targets)), np.arange(seq), indexing="ij")
+    matrix = scores[:, :seq].detach().float().cpu().numpy()  # (targets, sources)
+    target_pos = np.array(problem.targets)
+    return _grid_frame(label, method, matrix, target_pos, tokens[problem.start + target_pos],
+                       tokens[:seq], problem.start)  # fmt: skip
+
+
+def _grid_frame(
+    label, method, matrix, target_pos, target_names, source_names, n_prompt
+) -> pd.DataFrame:
+    """One row per (target, source) cell of `matrix` (targets, sources): the `Attribution.df`
+    layout; sources before `n_prompt` are the prompt's."""
+    t_idx, s_idx = np.meshgrid(
+        np.arange(len(target_pos)), np.arange(len(source_names)), indexing="ij"
+    )
     t_idx, s_idx = t_idx.ravel(), s_idx.ravel()
-    target_pos = np.array(problem.targets)[t_idx]
-    tokens_arr = np.array(tokens, dtype=object)
     return pd.DataFrame(
         {
             "model": label,
             "method": method,
-            "target_pos": target_pos,
-            "target_token": tokens_arr[problem.start + target_pos],
+            "target_pos": np.asarray(target_pos)[t_idx],
+            "target_token": target_names[t_idx],
             "source_pos": s_idx,
-            "source_token": tokens_arr[s_idx],
-            "source_part": np.where(s_idx < problem.start, "prompt", "response"),
-            "score": scores.detach().float().cpu().numpy().ravel().astype(float),
+            "source_token": source_names[s_idx],
+            "source_part": np.where(s_idx < n_prompt, "prompt", "response"),
+            "score": matrix[t_idx, s_idx].astype(float),
         }
     )
 
