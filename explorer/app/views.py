@@ -360,7 +360,7 @@ class AttributionView(w.VBox):
         from explorer.core.attribution import list_methods
 
         self.state, self.ctl = state, ctl
-        self.methods = list_methods()
+        self.methods = list(list_methods()["method"])
         self.method = w.Dropdown(
             options=self.method_options(), value=state.method, description="Method"
         )
@@ -376,9 +376,11 @@ class AttributionView(w.VBox):
 
     def method_options(self) -> list[tuple[str, str]]:
         """(label, method): for a served family, methods that need weights say so."""
+        from explorer.app.controller import needs_weights
+
         return [
-            (f"{m} — needs local weights" if self.state.remote and needs != "forward" else m, m)
-            for m, needs in zip(self.methods["method"], self.methods["needs"], strict=True)
+            (f"{m} — needs local weights" if self.state.remote and needs_weights(m) else m, m)
+            for m in self.methods
         ]
 
     def pick(self, change) -> None:

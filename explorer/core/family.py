@@ -285,9 +285,9 @@ def load_family(
     folder that is not a causal LM, an unreachable hub or server fails here with a clear
     message instead of half-way through a run.
     """
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        from explorer.core.remote import served_family
+    from explorer.core.remote import is_server_url, served_family
 
+    if is_server_url(source):
         return served_family(source, base, descendants, api_key=api_key)
     if source is not None and base is not None:
         raise ValueError("base: give the base once (as the first argument or as base=)")

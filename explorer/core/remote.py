@@ -17,7 +17,7 @@ import math
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -176,9 +176,6 @@ class OpenAIBackend:
         except (ValueError, ServerUnavailableError):
             return "unknown"
 
-    def adapters_of(self, base: str) -> list[str]:
-        return [m["id"] for m in self.models() if m.get("parent") == base and m["id"] != base]
-
     # --- completions -----------------------------------------------------------------------
 
     def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -188,20 +185,27 @@ class OpenAIBackend:
         with self.gate.exclusive() if payload.get("echo") else self.gate.shared():
             return self.post("/completions", payload)
 
-    def map(self, fn, items: list) -> list:
-        """`fn` over `items` on the request pool, results in order; the first error is raised
-        after the others finish (nothing is left running in the background)."""
+    def map(self, fn, items: list, cancel=None, on_done=None) -> list:
+        """`fn` over `items` on the request pool, results in order. The first error is raised
+        and requests not yet sent are dropped; a cancel token stops waiting at once (requests in
+        flight finish on the server and are discarded); `on_done(i)` reports each item done."""
         futures = [self.pool.submit(fn, item) for item in items]
-        results, error = [], None
-        for f in futures:
-            try:
-                results.append(f.result())
-            except BaseException as err:  # noqa: BLE001 - re-raised below, after the rest finish
-                error = error or err
-                results.append(None)
-        if error is not None:
-            raise error
-        return results
+        index = {f: i for i, f in enumerate(futures)}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for f in finished:
+                if f.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise f.exception()
+                if on_done:
+                    on_done(index[f])
+            if cancel is not None and cancel.cancelled and pending:
+                for f in pending:
+                    f.cancel()
+                cancel.check()
+        return [f.result() for f in futures]
 
 
 def _message(resp) -> str:
@@ -290,15 +294,10 @@ class RemoteTokenizer:
             return self.convert_ids_to_tokens([ids])[0]
         missing = sorted({int(i) for i in ids} - self._strings.keys())
         if missing:
-            texts = self.backend.map(self._detokenize, missing)
+            texts = self.backend.map(self.decode, [[i] for i in missing])
             with self._lock:
                 self._strings.update(zip(missing, texts, strict=True))
         return [self._strings[int(i)] for i in ids]
-
-    def _detokenize(self, i: int) -> str:
-        return self.backend.post("/detokenize", {"model": self.model, "tokens": [i]}, root=True)[
-            "prompt"
-        ]
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         if not len(ids):
@@ -496,23 +495,14 @@ def sample_served(
     done = dict.fromkeys(totals, 0)
 
     def one(plan):
-        m, text, ids, seed, start, size = plan
-        body = m.backend.complete(completion_payload(m, ids, params, size, (seed + start) % 2**31))
-        return body
+        m, _, ids, seed, start, size = plan
+        return m.backend.complete(completion_payload(m, ids, params, size, (seed + start) % 2**31))
 
-    bodies = run_cancellable(
-        m_backend(models),
-        one,
-        plans,
-        cancel,
-        on_done=lambda i: _progress(plans[i], params, done, totals, progress),
+    bodies = models[0].backend.map(
+        one, plans, cancel, on_done=lambda i: _progress(plans[i], params, done, totals, progress)
     )
     return [_model_samples(m, [(p, b) for p, b in zip(plans, bodies, strict=True) if p[0] is m], prompt, params, started)
             for m in models]  # fmt: skip
-
-
-def m_backend(models) -> OpenAIBackend:
-    return models[0].backend
 
 
 def _progress(plan, params, done, totals, progress) -> None:
@@ -520,30 +510,6 @@ def _progress(plan, params, done, totals, progress) -> None:
     done[label] += plan[5] * params.max_new_tokens
     if progress:
         progress(label, done[label], totals[label])
-
-
-def run_cancellable(backend: OpenAIBackend, fn, items: list, cancel=None, on_done=None) -> list:
-    """`fn` over `items` on the pool, in order. A cancel token stops waiting at once (requests
-    not yet sent are dropped; those in flight finish on the server and are discarded)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    futures = [backend.pool.submit(fn, item) for item in items]
-    index = {f: i for i, f in enumerate(futures)}
-    pending = set(futures)
-    while pending:
-        finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-        for f in finished:
-            if f.exception() is not None:
-                for other in pending:
-                    other.cancel()
-                raise f.exception()
-            if on_done:
-                on_done(index[f])
-        if cancel is not None and cancel.cancelled and pending:
-            for f in pending:
-                f.cancel()
-            cancel.check()
-    return [f.result() for f in futures]
 
 
 def _model_samples(m: RemoteModel, parts, prompt: str, params, started: float):
