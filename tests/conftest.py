@@ -49,3 +49,17 @@ def store():
     from explorer.core.store import ModelStore
 
     return ModelStore()
+
+
+@pytest.fixture
+def fable_app(store):
+    """Makes the widget app on fable (settings as keywords), loaded and error-free."""
+    import explorer as fx
+
+    def make(**settings):
+        explorer = fx.Explorer("fable", store=store, **settings)
+        assert explorer.wait(120)
+        assert explorer.state.error == ""
+        return explorer
+
+    return make

@@ -8,11 +8,8 @@ import explorer as fx
 
 
 @pytest.fixture
-def app(store):
-    explorer = fx.Explorer("fable", store=store, n=8, max_new_tokens=12)
-    assert explorer.wait(120)
-    assert explorer.state.error == ""
-    return explorer
+def app(fable_app):
+    return fable_app(n=8, max_new_tokens=12)
 
 
 def test_loading_fills_the_family_panel(app):

@@ -17,11 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def app(store):
-    explorer = fx.Explorer("fable", store=store, n=4, max_new_tokens=6)
-    assert explorer.wait(120)
-    assert explorer.state.error == ""
-    return explorer
+def app(fable_app):
+    return fable_app(n=4, max_new_tokens=6)
 
 
 def banner(app) -> str:
