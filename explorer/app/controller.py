@@ -91,18 +91,17 @@ class Controller:
             if job.current:
                 self.assign(running="")
 
-    def stop(self) -> None:
-        """Cancel the task in flight (sampling stops within one decoding step)."""
+    def stop(self, abandoned: bool = False) -> None:
+        """Cancel the task in flight (sampling stops within one decoding step); `abandoned`
+        (nobody is watching) also skips analysing partial results."""
         with self._lock:
             if self._job is not None:
+                self._job.abandoned = self._job.abandoned or abandoned
                 self._job.cancel.cancel()
 
     def abandon(self) -> None:
         """The page went away: cancel the task in flight and skip analysing partial results."""
-        with self._lock:
-            if self._job is not None:
-                self._job.abandoned = True
-                self._job.cancel.cancel()
+        self.stop(abandoned=True)
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Block until the task in flight ends (for tests and scripts); True if it ended."""
