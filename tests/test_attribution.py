@@ -14,7 +14,15 @@ from captum.attr import (
 )
 
 import explorer as fx
-from explorer.core.attribution import Problem, build_problem, target_scores
+from explorer.core.attribution import (
+    Problem,
+    baseline_embeds,
+    build_problem,
+    clenshaw_curtis,
+    embed,
+    path_contributions,
+    target_scores,
+)
 
 PROMPT = "once upon a time a fox went to the river . it ended"
 RESPONSE = "happily . the end"  # 'the end' is off-distribution: gradients have work to do
@@ -210,6 +218,9 @@ def test_attribution_over_resamples(fable):
         ({"prompt": ""}, "^prompt: is empty"),
         ({"targets": [99]}, "^targets: "),
         ({"method": "integrated_gradients", "n_steps": 0}, "^n_steps: "),
+        ({"method": "integrated_gradients", "tolerance": 0}, "^tolerance: "),
+        ({"method": "integrated_gradients", "convergence": -1}, "^convergence: "),
+        ({"method": "integrated_gradients", "max_steps": 4}, "^max_steps: "),
         ({"method": "integrated_gradients", "baseline": "moon"}, "^baseline: "),
         ({"method": "occlusion", "replacement": "moon"}, "^replacement: "),
     ],
@@ -267,11 +278,51 @@ def test_other_tokenizers_are_aligned_to_words(tmp_path, zoo_path, method, addit
     assert abs(m_chars.loc[0, 2] - want) <= 1e-5
 
 
-def test_adaptive_ig_refines_only_the_targets_that_need_it(fable):
+def test_adaptive_ig_refines_only_the_targets_that_need_it(fable, base):
     attr, mine = ours(fable, "integrated_gradients")
     extra = attr.meta["extra"]["fable-base"]
     used = extra["steps_per_target"]
+    assert extra["rule"] == "clenshaw-curtis"
     assert len(set(used)) > 1 and extra["n_steps"] == max(used)  # targets differ in need
-    for t in {used.index(s) for s in set(used)}:  # one target per step count
-        _, alone = ours(fable, "integrated_gradients", n_steps=used[t], targets=[t])
-        assert torch.allclose(alone[0], mine[t], atol=1e-5), (t, used[t])
+    for t in {used.index(s) for s in set(used)}:  # one target per node count
+        # the nested rounds sum to one Clenshaw–Curtis rule of the target's own node count
+        p = problem(base, targets=[t])
+        x, x0 = embed(p), baseline_embeds(p, "eos")
+        alphas, weights = clenshaw_curtis(used[t] - 1)
+        alone = torch.einsum("k,tks->ts", weights, path_contributions(p, x, x0, alphas))
+        assert torch.allclose(alone[0], mine[t].float(), atol=1e-5), (t, used[t])
+
+
+def test_clenshaw_curtis_rules_are_exact_for_polynomials_and_nested():
+    for n in (4, 8, 64):
+        alphas, weights = clenshaw_curtis(n)
+        moments = [(weights * alphas.double() ** d).sum().item() for d in range(n + 1)]
+        assert moments == pytest.approx([1 / (d + 1) for d in range(n + 1)], abs=1e-6)
+        assert torch.equal(clenshaw_curtis(2 * n)[0][::2], alphas)  # old nodes are kept
+
+
+def test_adaptive_ig_stops_when_the_attributions_converge_not_only_their_sum(fable):
+    """On this target a rule of 33 nodes already sums to Δ within 1%, while its token scores
+    are 15% (L1) from the converged ones: the gap alone is not a stopping rule."""
+    prompt = "once upon a time a fox went to the river . it ended happily . the traveller said"
+    response = "hello to the owl . i visited zorbia"
+    kw = {"method": "integrated_gradients", "models": ["fable-base"], "sources": "prompt",
+          "targets": [7]}  # fmt: skip
+
+    def row(**options):
+        attr = fx.attribute(fable, prompt, response, **kw, **options)
+        extra = attr.meta["extra"]["fable-base"]
+        return torch.tensor(attr.matrix("fable-base").to_numpy())[0], extra
+
+    reference, _ = row(n_steps=1024)
+    gap_only, gap_extra = row(convergence=1e9)
+    default, extra = row()
+
+    def error(scores):
+        return ((scores - reference).abs().sum() / reference.abs().sum()).item()
+
+    print(f"\nL1 error: gap alone {error(gap_only):.1%} with {gap_extra['n_steps']} nodes, "
+          f"default {error(default):.1%} with {extra['n_steps']} nodes")  # fmt: skip
+    assert max(gap_extra["completeness_gap"]) <= 0.01 and error(gap_only) > 0.05
+    assert max(extra["completeness_gap"]) <= 0.01 and max(extra["change"]) <= 0.05
+    assert error(default) <= 0.02
