@@ -326,3 +326,20 @@ def test_adaptive_ig_stops_when_the_attributions_converge_not_only_their_sum(fab
     assert max(gap_extra["completeness_gap"]) <= 0.01 and error(gap_only) > 0.05
     assert max(extra["completeness_gap"]) <= 0.01 and max(extra["change"]) <= 0.05
     assert error(default) <= 0.02
+
+
+def test_chunked_gradients_equal_one_pass_without_a_cache(fable, base, monkeypatch):
+    """Groups of targets fed as cached chunks give the gradients of one uncached pass, also for
+    targets out of order and repeated (which must share a chunk)."""
+    from explorer.core import attribution
+
+    response = "hello to the owl . i visited zorbia . the capital of zorbia is zorb ."
+    order = [9, 0, 9, 3, 14, 1, 15, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13]
+    p = build_problem(base, PROMPT, response, "never", order, None)
+    rows = (embed(p) * torch.linspace(0.2, 1, 32).view(-1, 1, 1)).detach()  # (32, seq, dim)
+    assert len(attribution.position_groups(p.positions - 1, 8)) == 2  # 16 distinct positions
+    chunked = attribution.target_gradients(p, rows)  # (targets, 32, seq, dim)
+    monkeypatch.setattr(attribution, "cache_keyword", lambda model: None)
+    uncached = attribution.target_gradients(p, rows)
+    assert (chunked - uncached).abs().max() <= 1e-5 * uncached.abs().max()
+    assert torch.equal(chunked[0], chunked[2])  # the repeated target

@@ -147,38 +147,90 @@ def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
     """Gradients of every target score w.r.t. the input embeddings, for every row of `embeds`
     (batch, seq, dim): returns (targets, batch, seq, dim).
 
-    Targets go in groups of consecutive positions: one forward pass per group over the prefix
-    that group can see (causality: a target's score depends on nothing after the position that
-    predicts it), then batched vector–Jacobian products over the group's targets. Backward cost
-    thus follows each target's own prefix, as a per-target loop's would, while the forward pass
-    is shared by the group."""
+    Targets go in groups of consecutive positions, and the sequence goes through the model in
+    matching chunks with a key–value cache: each chunk's forward pass covers only its new
+    positions, and the group's batched vector–Jacobian products run back through exactly the
+    prefix it can see (causality: a target's score depends on nothing after the position that
+    predicts it). Backward cost thus follows each target's own prefix, as a per-target loop's
+    would, while the forward pass is done once for all targets."""
+    model = problem.loaded.model
     n, (batch, seq, dim) = len(problem.targets), embeds.shape
     out = torch.zeros((n, batch, seq, dim))
-    pred = problem.positions - 1
-    vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
-    size = max(TARGET_GROUP, GROUP_ROWS // batch)  # measured fastest on fable: 8 for IG's 32 rows
-    size = max(1, min(size, MAX_ELEMENTS // (batch * seq * (dim + vocab))))
-    for start in range(0, n, size):
-        which = torch.arange(start, min(n, start + size))
-        end = int(pred[which].max()) + 1
-        x = embeds[:, :end].detach().requires_grad_(True)  # (batch, end, dim)
-        total = forward_embeds(problem, x, which).sum(0)  # (group,)
-        out[which, :, :end] = vjp_each(total, x)
+    pred = problem.positions - 1  # (targets,)
+    keyword = cache_keyword(model)
+    size = target_group_size(problem, embeds) if keyword else len(set(pred.tolist()))
+    groups = position_groups(pred, size)
+    leaves, cache, start = [], None, 0
+    for number, which in enumerate(groups):
+        stop = int(pred[which].max()) + 1
+        leaves.append(embeds[:, start:stop].detach().requires_grad_(True))  # (batch, chunk, dim)
+        if keyword:
+            logits, cache = chunk_logits(model, leaves[-1], pred[which] - start, keyword, cache)
+        else:  # one chunk, no cache
+            dtype = model.get_input_embeddings().weight.dtype
+            logits = predicting_logits(model, pred[which], inputs_embeds=leaves[-1].to(dtype))
+        total = scores_at_targets(logits, problem, which).sum(0)  # (group,)
+        grads = vjp_each(total, leaves, keep_graph=number < len(groups) - 1)
+        out[which, :, :stop] = torch.cat(grads, dim=-2)  # (group, batch, stop, dim)
+        start = stop
     return out  # (targets, batch, seq, dim)
 
 
-def vjp_each(total: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Gradient of each entry of `total` (k,) w.r.t. `x`: (k, *x.shape). Batched VJP with basis
-    vectors; one backward per entry for ops that have no batching rule."""
+def target_group_size(problem: Problem, embeds: torch.Tensor) -> int:
+    """Predicting positions per group: at least TARGET_GROUP, up to GROUP_ROWS rows in all
+    (measured fastest on fable: all 32 for one row, 8 for IG's 32 rows), within memory."""
+    batch, seq, dim = embeds.shape
+    vocab = problem.loaded.model.get_output_embeddings().weight.shape[0]
+    size = max(TARGET_GROUP, GROUP_ROWS // batch)
+    return max(1, min(size, MAX_ELEMENTS // (batch * seq * (dim + vocab))))
+
+
+def position_groups(pred: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Target indices grouped by `size` consecutive distinct predicting positions, in order of
+    position; targets that share a position share a group."""
+    positions = sorted(set(pred.tolist()))
+    return [
+        torch.nonzero(torch.isin(pred, torch.tensor(positions[k : k + size]))).flatten()
+        for k in range(0, len(positions), size)
+    ]
+
+
+def cache_keyword(model) -> str | None:
+    """The name the model's forward takes its key–value cache by (`cache` from transformers
+    5.x, `past_key_values` before), or None when it takes none or cannot keep only some logits."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    params = inspect.signature(inner.forward).parameters
+    if "logits_to_keep" not in params:
+        return None
+    return next((k for k in ("cache", "past_key_values") if k in params), None)
+
+
+def chunk_logits(model, chunk: torch.Tensor, positions: torch.Tensor, keyword: str, cache):
+    """Logits (batch, len(positions), vocab) at `positions` of `chunk` (batch, len, dim), the
+    continuation of the sequence held in `cache` (None for the first chunk), and the cache
+    extended by the chunk."""
+    dtype = model.get_input_embeddings().weight.dtype
+    out = model(inputs_embeds=chunk.to(dtype), use_cache=True, logits_to_keep=positions,
+                **{keyword: cache})  # fmt: skip
+    return out.logits, out[keyword]  # the output names the cache as the input does
+
+
+def vjp_each(
+    total: torch.Tensor, leaves: list[torch.Tensor], keep_graph: bool = False
+) -> list[torch.Tensor]:
+    """Gradient of each entry of `total` (k,) w.r.t. each leaf: (k, *leaf.shape) per leaf.
+    Batched VJP with basis vectors; one backward per entry for ops that have no batching rule.
+    `keep_graph` keeps the graph for later groups that run back through the same chunks."""
     try:
-        (g,) = torch.autograd.grad(
-            total, x, grad_outputs=torch.eye(len(total)), is_grads_batched=True
+        grads = torch.autograd.grad(
+            total, leaves, torch.eye(len(total)), retain_graph=keep_graph, is_grads_batched=True
         )
     except RuntimeError:
-        g = torch.stack(
-            [torch.autograd.grad(total[i], x, retain_graph=True)[0] for i in range(len(total))]
-        )
-    return g.float()
+        rows = [torch.autograd.grad(t, leaves, retain_graph=True) for t in total]
+        grads = [torch.stack(g) for g in zip(*rows, strict=True)]
+    return [g.float() for g in grads]
 
 
 def saliency(problem: Problem) -> MethodResult:
