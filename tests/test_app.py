@@ -92,6 +92,11 @@ def test_choosing_a_response_attributes_it_in_every_model(app):
     app.attribution.method.value = "occlusion"
     assert app.wait(120)
     assert s.attribution.meta["method"] == "occlusion"
+    app.attribution.method.value = "integrated_gradients"  # adaptive: says how complete it is
+    assert app.wait(300)
+    assert s.attribution.meta["method"] == "integrated_gradients"
+    gaps = [max(e["completeness_gap"]) for e in s.attribution.meta["extra"].values()]
+    assert f"completeness gap ≤ {max(gaps):.1%}" in app.attribution.info.value
 
 
 def test_behaviours_from_the_ui(app):
