@@ -14,6 +14,7 @@ Speed is the point where peers are slow: they attribute one target token at a ti
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -158,21 +159,22 @@ def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
     out = torch.zeros((n, batch, seq, dim))
     pred = problem.positions - 1  # (targets,)
     keyword = cache_keyword(model)
-    size = target_group_size(problem, embeds) if keyword else len(set(pred.tolist()))
-    groups = position_groups(pred, size)
+    groups = position_groups(pred, target_group_size(problem, embeds))
     leaves, cache, start = [], None, 0
     for number, which in enumerate(groups):
         stop = int(pred[which].max()) + 1
-        leaves.append(embeds[:, start:stop].detach().requires_grad_(True))  # (batch, chunk, dim)
-        if keyword:
+        if keyword:  # the next chunk (batch, stop − start, dim), after the cached ones
+            leaves.append(embeds[:, start:stop].detach().requires_grad_(True))
             logits, cache = chunk_logits(model, leaves[-1], pred[which] - start, keyword, cache)
-        else:  # one chunk, no cache
+            start = stop
+        else:  # a model without a cache: the group's own pass over its prefix
+            leaves = [embeds[:, :stop].detach().requires_grad_(True)]
             dtype = model.get_input_embeddings().weight.dtype
-            logits = predicting_logits(model, pred[which], inputs_embeds=leaves[-1].to(dtype))
+            logits = predicting_logits(model, pred[which], inputs_embeds=leaves[0].to(dtype))
         total = scores_at_targets(logits, problem, which).sum(0)  # (group,)
-        grads = vjp_each(total, leaves, keep_graph=number < len(groups) - 1)
+        later = keyword is not None and number < len(groups) - 1  # later groups reuse the graph
+        grads = vjp_each(total, leaves, keep_graph=later)
         out[which, :, :stop] = torch.cat(grads, dim=-2)  # (group, batch, stop, dim)
-        start = stop
     return out  # (targets, batch, seq, dim)
 
 
@@ -198,8 +200,6 @@ def position_groups(pred: torch.Tensor, size: int) -> list[torch.Tensor]:
 def cache_keyword(model) -> str | None:
     """The name the model's forward takes its key–value cache by (`cache` from transformers
     5.x, `past_key_values` before), or None when it takes none or cannot keep only some logits."""
-    import inspect
-
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
     params = inspect.signature(inner.forward).parameters
     if "logits_to_keep" not in params:
