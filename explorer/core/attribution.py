@@ -166,12 +166,11 @@ def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
         if keyword:  # the next chunk (batch, stop − start, dim), after the cached ones
             leaves.append(embeds[:, start:stop].detach().requires_grad_(True))
             logits, cache = chunk_logits(model, leaves[-1], pred[which] - start, keyword, cache)
+            total = scores_at_targets(logits, problem, which).sum(0)  # (group,)
             start = stop
         else:  # a model without a cache: the group's own pass over its prefix
             leaves = [embeds[:, :stop].detach().requires_grad_(True)]
-            dtype = model.get_input_embeddings().weight.dtype
-            logits = predicting_logits(model, pred[which], inputs_embeds=leaves[0].to(dtype))
-        total = scores_at_targets(logits, problem, which).sum(0)  # (group,)
+            total = forward_embeds(problem, leaves[0], which).sum(0)  # (group,)
         later = keyword is not None and number < len(groups) - 1  # later groups reuse the graph
         grads = vjp_each(total, leaves, keep_graph=later)
         out[which, :, :stop] = torch.cat(grads, dim=-2)  # (group, batch, stop, dim)
