@@ -431,11 +431,11 @@ def adaptive_ig(
     scores, used = torch.zeros((n, seq)), [0] * n
     gap, change = torch.full((n,), float("inf")), torch.full((n,), float("inf"))
     todo, intervals = list(range(n)), 4
-    held = torch.zeros((n, 0, seq))  # (len(todo), nodes so far, seq) in node order
+    held = None  # (len(todo), nodes so far, seq) in node order
     while todo:
         sub = _sub_problem(problem, todo)
         alphas, weights = clenshaw_curtis(intervals)
-        first_round = held.shape[1] == 0
+        first_round = held is None
         fresh = path_contributions(sub, x, x0, alphas if first_round else alphas[1::2])
         held = fresh if first_round else _interleave(held, fresh)  # (len(todo), intervals + 1, seq)
         new = torch.einsum("k,tks->ts", weights, held)  # (len(todo), seq)
