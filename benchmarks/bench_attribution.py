@@ -93,13 +93,8 @@ def completeness_gap(loaded, prompt: str, response: str, token_attr: torch.Tenso
     """Largest completeness gap of prompt-only IG attributions (targets, prompt tokens) from the
     token-0 baseline, measured as explorer reports its own: |Σ attr − Δ| / max(|Δ|, Σ|attr|, floor)."""
     problem = A.build_problem(loaded, prompt, response, "never", None, None, "prompt")
-    with torch.no_grad():
-        ends = A.forward_embeds(
-            problem, torch.cat([A.embed(problem), A.baseline_embeds(problem, 0)])
-        )
-    delta = ends[0] - ends[1]  # (targets,)
-    scale = torch.maximum(delta.abs(), token_attr.abs().sum(-1)).clamp_min(A.GAP_FLOOR)
-    return float(((token_attr.sum(-1) - delta).abs() / scale).max())
+    delta = A.score_change(problem, A.embed(problem), A.baseline_embeds(problem, 0))  # (targets,)
+    return float(A.completeness_gap(token_attr.float(), delta).max())
 
 
 def max_relative_error(scores: torch.Tensor, reference: torch.Tensor) -> float:
