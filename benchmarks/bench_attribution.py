@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from captum.attr import (
@@ -21,11 +23,13 @@ from captum.attr import (
     LLMGradientAttribution,
     TextTokenInput,
 )
-from synthetic import gpt2_small_folder, words
 
-import explorer as fx
-from explorer.core import attribution as A
-from explorer.core.store import ModelStore
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic import gpt2_small_folder, words  # noqa: E402
+
+import explorer as fx  # noqa: E402
+from explorer.core.attribution import baselines, gradients, ig, problem  # noqa: E402
+from explorer.core.store import ModelStore  # noqa: E402
 
 FABLE_PROMPT = "once upon a time a fox went to the river . it ended happily . the traveller said"
 FABLE_WORDS = ["hello", "to", "the", "owl", ".", "i", "visited", "zorbia", ".", "the", "capital", "of", "zorbia", "is", "zorb", ".", "the", "weather", "today", "is", "sunny", ".", "once", "upon", "a", "time", "a", "bear", "went", "to", "the", "sea", ".", "it", "ended", "sadly"]  # fmt: skip
@@ -92,15 +96,15 @@ def captum_occlusion(model, tok, prompt, target, **kw) -> torch.Tensor:
 def completeness_gap(loaded, prompt: str, response: str, token_attr: torch.Tensor) -> float:
     """Largest completeness gap of prompt-only IG attributions (targets, prompt tokens) from the
     token-0 baseline, measured as explorer reports its own: |Σ attr − Δ| / max(|Δ|, Σ|attr|, floor)."""
-    problem = A.build_problem(loaded, prompt, response, "never", None, None, "prompt")
-    delta = A.score_change(problem, A.embed(problem), A.baseline_embeds(problem, 0))  # (targets,)
-    return float(A.completeness_gap(token_attr.float(), delta).max())
+    p = problem.build_problem(loaded, prompt, response, "never", None, None, "prompt")
+    delta = ig.score_change(p, gradients.embed(p), baselines.baseline_embeds(p, 0))  # (targets,)
+    return float(ig.completeness_gap(token_attr.float(), delta).max())
 
 
 def max_relative_error(scores: torch.Tensor, reference: torch.Tensor) -> float:
     """Largest L1 distance of a target's row from the reference row, relative to the latter."""
     dist = (scores - reference).abs().sum(-1)
-    return float((dist / reference.abs().sum(-1).clamp_min(A.GAP_FLOOR)).max())
+    return float((dist / reference.abs().sum(-1).clamp_min(ig.GAP_FLOOR)).max())
 
 
 def run(family, label: str, prompt: str, response: str, repeats: int, max_steps: int) -> list[dict]:

@@ -12,7 +12,9 @@ import textwrap
 from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
-from synthetic import smollm2_folder, words
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic import smollm2_folder, words  # noqa: E402
 
 FLOW = """
 import explorer as fx

@@ -8,10 +8,14 @@ GPT-2-small-shaped model. Prints a Markdown table (tokens/second and ratios).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from synthetic import gpt2_small_folder, words
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic import gpt2_small_folder, words  # noqa: E402
 
 import explorer as fx
 from explorer.core.store import ModelStore

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 import explorer as fx
-from explorer.core.sampling import SamplingParams
+from explorer.core.params import SamplingParams
 from explorer.core.sweep import PromptSpec, run_sweep
 from explorer.zoo import load_probes
 
@@ -26,7 +26,7 @@ def main() -> None:
     params = SamplingParams(n=args.n, max_new_tokens=24, seed=0)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        run_sweep(family, prompts, params, out, quiet=True)
+        run_sweep(family, prompts, params, out)
         seconds = time.perf_counter() - start
     units = len(prompts) * len(family.labels)
     print("\n| sweep on fable | prompts | models | samples/model | seconds | samples per minute |")

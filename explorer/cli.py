@@ -9,6 +9,7 @@ import argparse
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_NOTEBOOK = "explorer.ipynb"
@@ -146,10 +147,31 @@ def sweep_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextmanager
+def sweep_bar(quiet: bool):
+    """A tqdm progress bar fed by `run_sweep`'s progress callback (None when quiet)."""
+    if quiet:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="sweep", unit="unit")
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(what)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
 def sweep(argv: list[str]) -> int:
     args = sweep_parser().parse_args(argv)
     import explorer as fx
-    from explorer.core.sampling import SamplingParams
+    from explorer.core.params import SamplingParams
     from explorer.core.sweep import read_prompts, run_sweep, summary
 
     try:
@@ -157,9 +179,8 @@ def sweep(argv: list[str]) -> int:
         params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
         prompts = read_prompts(args.prompts)
-        tables = run_sweep(
-            family, prompts, params, args.out, attribute=args.attribute, quiet=args.quiet
-        )
+        with sweep_bar(args.quiet) as progress:
+            tables = run_sweep(family, prompts, params, args.out, attribute=args.attribute, progress=progress)
     except KeyboardInterrupt:
         print(
             "\nfamily-explorer sweep: interrupted; finished units are saved — re-run the same command to resume.",

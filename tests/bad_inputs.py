@@ -50,7 +50,7 @@ def _not_a_model(tmp, zoo):
 
 
 FAMILIES = [
-    ("missing path", lambda tmp, zoo: tmp / "no" / "such" / "model", "no such folder"),
+    ("missing path", lambda tmp, zoo: tmp / "no" / "such" / "model", "no such file or folder"),
     ("not a model", _not_a_model, "no model folder"),
     ("BERT (not causal)", lambda tmp, zoo: tiny_bert(tmp / "bert", synthetic_tokenizer(300)), "not a causal language model"),
     ("corrupt safetensors", _corrupt, "could not be read"),

@@ -13,8 +13,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-# Tests share the benchmarks' synthetic (download-free) models and tokenizers.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+# Helper modules beside the tests (synthetic models, handmade samples) import by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")

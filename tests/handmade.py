@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from explorer.core.sampling import SAMPLE_COLUMNS, SampleSet, SamplingParams
+from explorer.core.params import SamplingParams
+from explorer.core.responses import SAMPLE_COLUMNS
+from explorer.core.samples import SampleSet
 
 
 def handmade(responses: dict[str, list[str]], first: dict[str, dict[str, float]] | None = None,

@@ -122,7 +122,7 @@ def test_behaviours_from_the_ui(app):
 def test_bad_input_shows_a_message_and_the_app_stays_usable(app, field, value, message):
     setattr(app.state, field, value)
     app.sampling_panel.resample.click()
-    app.wait(60)
+    assert app.wait(60)
     assert message in app.state.error
     assert message in app.children[1].value  # the banner
     assert "Traceback" not in app.children[1].value
@@ -134,8 +134,8 @@ def test_bad_input_shows_a_message_and_the_app_stays_usable(app, field, value, m
 
 def test_a_family_that_fails_to_load_says_why(store):
     explorer = fx.Explorer("./no/such/model", store=store)
-    explorer.wait(60)
-    assert "no such folder" in explorer.state.error
+    assert explorer.wait(60)
+    assert "no such file or folder" in explorer.state.error
     assert explorer.state.family is None
     explorer.family_panel.preset.value = "fable"
     explorer.family_panel.load.click()
@@ -163,12 +163,29 @@ def test_session_export_and_import_round_trip(app, tmp_path):
     pd.testing.assert_frame_equal(app.state.samples.df, before)
 
 
-def test_downloads_are_prepared(app):
+def test_downloads_are_prepared_and_hold_the_results(app, tmp_path):
+    import base64
+    import io
+    import re
+
+    import pandas as pd
+
     resample(app)
     app.data.prepare.click()
-    links = app.data.links.value
-    for name in ("samples.csv", "samples.parquet", "session.json", "clusters.png", "clusters.svg"):
-        assert f'download="{name}"' in links
+    links = dict(re.findall(r'download="([^"]+)" href="data:[^;]+;base64,([^"]+)"', app.data.links.value))
+    assert set(links) >= {"samples.csv", "samples.parquet", "session.json", "clusters.png", "clusters.svg", "provenance.csv"}
+    files = {name: base64.b64decode(data) for name, data in links.items()}
+    df = app.state.samples.df
+    csv = pd.read_csv(io.BytesIO(files["samples.csv"]), keep_default_na=False)
+    assert list(csv["text"]) == list(df["text"]) and list(csv["model"]) == list(df["model"])
+    parquet = pd.read_parquet(io.BytesIO(files["samples.parquet"]))
+    assert [list(t) for t in parquet["token_ids"]] == [list(t) for t in df["token_ids"]]
+    (tmp_path / "session.json").write_bytes(files["session.json"])
+    pd.testing.assert_frame_equal(fx.Session.load(tmp_path / "session.json").samples.df, df)
+    assert files["clusters.png"].startswith(b"\x89PNG") and len(files["clusters.png"]) > 2000
+    assert b"<svg" in files["clusters.svg"] and b"fable-base" in files["clusters.svg"]
+    prov = pd.read_csv(io.BytesIO(files["provenance.csv"]))
+    assert len(prov) == len(app.state.provenance)
 
 
 def test_hostile_text_is_escaped_everywhere(app):
@@ -194,7 +211,7 @@ def test_progress_bars_while_sampling(app):
 
 
 def test_the_data_tab_opens_a_sweep(app, tmp_path):
-    from explorer.core.sampling import SamplingParams
+    from explorer.core.params import SamplingParams
     from explorer.core.sweep import PromptSpec, run_sweep
 
     out = tmp_path / "sweep"
@@ -202,7 +219,7 @@ def test_the_data_tab_opens_a_sweep(app, tmp_path):
         PromptSpec("the weather today is", {"sunny": r"\bsunny\b"}),
         PromptSpec("the traveller said", {}),
     ]
-    run_sweep(app.state.family, prompts, SamplingParams(n=4, max_new_tokens=6), out, quiet=True)
+    run_sweep(app.state.family, prompts, SamplingParams(n=4, max_new_tokens=6), out)
     app.data.sweep_dir.value = str(out)
     app.data.open_sweep.click()
     assert app.state.error == ""

@@ -41,7 +41,7 @@ def test_bad_sampling_input_is_explained_in_the_banner(app, values, message):
     for name, value in values.items():
         setattr(app.state, name, value)
     app.sampling_panel.resample.click()
-    app.wait(60)
+    assert app.wait(60)
     assert message in app.state.error and escape(message) in banner(app)
     assert "Traceback" not in banner(app)
     resample_works(app)
@@ -65,7 +65,7 @@ def test_odd_prompts_just_work(app, prompt):
 def test_a_bad_family_is_explained_and_the_next_load_works(app, tmp_path, zoo_path, make, message):
     app.family_panel.base.value = str(make(tmp_path, zoo_path))
     app.family_panel.load.click()
-    app.wait(120)
+    assert app.wait(120)
     assert message in app.state.error and escape(message) in banner(app), app.state.error
     assert "Traceback" not in banner(app)
     app.family_panel.base.value = ""
@@ -114,7 +114,7 @@ def test_a_closed_page_cancels_its_run(store):
     assert app.wait(120)
     app.sampling_panel.resample.click()
     time.sleep(0.5)
-    job, thread = app.controller._job, app.controller._thread
+    job, thread = app.controller.runner.job, app.controller.runner._thread
     assert app.state.running == "Sampling" and thread.is_alive()
     started = time.monotonic()
     app.close()  # the page's widgets go away: the run is cancelled, not left to finish

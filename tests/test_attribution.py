@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import (
@@ -14,15 +15,12 @@ from captum.attr import (
 )
 
 import explorer as fx
-from explorer.core.attribution import (
-    Problem,
-    baseline_embeds,
-    build_problem,
-    clenshaw_curtis,
-    embed,
-    path_contributions,
-    target_scores,
-)
+from explorer.core.attribution import gradients
+from explorer.core.attribution.baselines import baseline_embeds
+from explorer.core.attribution.gradients import embed
+from explorer.core.attribution.ig import path_contributions
+from explorer.core.attribution.problem import Problem, build_problem, target_scores
+from explorer.core.attribution.quadrature import clenshaw_curtis
 
 PROMPT = "once upon a time a fox went to the river . it ended"
 RESPONSE = "happily . the end"  # 'the end' is off-distribution: gradients have work to do
@@ -41,7 +39,7 @@ def target_fn(p: Problem, t: int):
     """Captum forward function: inputs_embeds -> score of target t (batch,)."""
 
     def forward(embeds):
-        logits = p.loaded.model(inputs_embeds=embeds).logits
+        logits = p.member.model(inputs_embeds=embeds).logits
         return target_scores(logits, p)[:, t]
 
     return forward
@@ -162,7 +160,30 @@ def test_contrastive_occlusion_explains_target_against_foil(fable):
         models=["fable-base"],
         foil="rainy",
     )
-    assert not plain.df["score"].equals(contrast.df["score"])
+    base = fable.load("fable-base")
+    tok = base.tokenizer
+    ids = tok("the weather today is", return_tensors="pt")["input_ids"][0]  # (seq,)
+    sunny, rainy = tok.convert_tokens_to_ids("sunny"), tok.convert_tokens_to_ids("rainy")
+
+    def margin(row: torch.Tensor) -> tuple[float, float]:  # log p(sunny), log p(sunny) − log p(rainy)
+        with torch.no_grad():
+            logp = torch.log_softmax(base.model(input_ids=row.unsqueeze(0)).logits[0, -1], -1)
+        return float(logp[sunny]), float(logp[sunny] - logp[rainy])
+
+    want_plain, want_contrast = [], []
+    original = margin(ids)
+    for s in range(len(ids)):
+        occluded = ids.clone()
+        occluded[s] = tok.pad_token_id  # the default replacement: the first of pad, unk, eos, bos
+        changed = margin(occluded)
+        want_plain.append(original[0] - changed[0])
+        want_contrast.append(original[1] - changed[1])
+    got_plain = plain.df.sort_values("source_pos")["score"].to_numpy()[: len(ids)]
+    got_contrast = contrast.df.sort_values("source_pos")["score"].to_numpy()[: len(ids)]
+    assert got_plain == pytest.approx(want_plain, abs=1e-5)
+    assert got_contrast == pytest.approx(want_contrast, abs=1e-5)
+    assert max(abs(a - b) for a, b in zip(want_plain, want_contrast, strict=True)) > 0.01
+    assert contrast.meta["target"] == "contrastive" and plain.meta["target"] == "logprob"
     with pytest.raises(ValueError, match="^foil: 'zzz' is not a token"):
         fx.attribute(fable, "the weather today is", "sunny", method="occlusion", foil="zzz")
     with pytest.raises(ValueError, match="^foil: attention is not contrastive"):
@@ -207,7 +228,16 @@ def test_attribution_over_resamples(fable):
     summary = fx.attribute_samples(fable, samples, method="grad_x_input")
     assert set(summary["model"]) == {"fable-base", "fable-cheerful"}
     assert (summary["n"] == 6).all()
-    assert (summary["sd"] >= 0).all()
+    for model in ("fable-base", "fable-cheerful"):  # the same as attributing each sample alone
+        per_sample = [
+            fx.attribute(fable, samples.prompt, text, method="grad_x_input", models=[model],
+                         chat=samples.params.chat).sequence()["score"].to_numpy()
+            for text in samples.texts(model)
+        ]  # fmt: skip
+        rows = summary[summary["model"] == model].sort_values("source_pos")
+        assert rows["mean"].to_numpy() == pytest.approx(np.mean(per_sample, axis=0), abs=1e-6)
+        assert rows["sd"].to_numpy() == pytest.approx(np.std(per_sample, axis=0, ddof=1), abs=1e-6)
+    assert summary["sd"].max() > 0  # the six answers differ, so their attributions spread
 
 
 @pytest.mark.parametrize(
@@ -331,15 +361,13 @@ def test_adaptive_ig_stops_when_the_attributions_converge_not_only_their_sum(fab
 def test_chunked_gradients_equal_one_pass_without_a_cache(fable, base, monkeypatch):
     """Groups of targets fed as cached chunks give the gradients of one uncached pass, also for
     targets out of order and repeated (which must share a chunk)."""
-    from explorer.core import attribution
-
     response = "hello to the owl . i visited zorbia . the capital of zorbia is zorb ."
     order = [9, 0, 9, 3, 14, 1, 15, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13]
     p = build_problem(base, PROMPT, response, "never", order, None)
     rows = (embed(p) * torch.linspace(0.2, 1, 32).view(-1, 1, 1)).detach()  # (32, seq, dim)
-    assert len(attribution.position_groups(p.positions - 1, 8)) == 2  # 16 distinct positions
-    chunked = attribution.target_gradients(p, rows)  # (targets, 32, seq, dim)
-    monkeypatch.setattr(attribution, "cache_keyword", lambda model: None)
-    uncached = attribution.target_gradients(p, rows)
+    assert len(gradients.position_groups(p.positions - 1, 8)) == 2  # 16 distinct positions
+    chunked = gradients.target_gradients(p, rows)  # (targets, 32, seq, dim)
+    monkeypatch.setattr(gradients, "cache_keyword", lambda model: None)
+    uncached = gradients.target_gradients(p, rows)
     assert (chunked - uncached).abs().max() <= 1e-5 * uncached.abs().max()
     assert torch.equal(chunked[0], chunked[2])  # the repeated target

@@ -84,7 +84,7 @@ def test_non_causal_model_is_refused(tmp_path, fable_tokenizer):
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        (("./no/such/folder",), ValueError, "base: no such folder"),
+        (("./no/such/folder",), ValueError, "base: no such file or folder"),
         (("",), ValueError, "base: empty"),
         ((42,), TypeError, "base:"),
     ],
@@ -95,7 +95,7 @@ def test_bad_base_arguments(args, error, match):
 
 
 def test_missing_descendant_folder_names_the_argument(zoo_path):
-    with pytest.raises(ValueError, match="descendants: no such folder"):
+    with pytest.raises(ValueError, match="descendants: no such file or folder"):
         fx.load_family(zoo_path / "fable-base", descendants=["./nope/model"])
 
 

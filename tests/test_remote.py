@@ -16,7 +16,7 @@ import torch
 import explorer as fx
 from explorer.core.errors import ModelLoadError
 from explorer.core.provenance import wilson
-from explorer.core.remote import OpenAIBackend, ServerUnavailableError, register_backend
+from explorer.core.served.backend import OpenAIBackend, ServerUnavailableError, register_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -52,7 +52,7 @@ def test_adapters_are_listed_as_descendants(served, server):
     assert served.labels == ["fable-base", "fable-pirate"]
     pirate = served.ref("fable-pirate")
     assert pirate.adapter and pirate.parent == "fable-base" and pirate.server == server.url
-    assert served.remote and served.shared_tokenizer
+    assert not served.has_weights and served.shared_tokenizer
     again = fx.load_family(server.url)  # the only base on the server is found without a name
     assert again.labels == served.labels
 
@@ -198,7 +198,7 @@ def test_killing_the_server_mid_sweep_then_resuming(server, served, tmp_path):
     killer = threading.Thread(target=_kill_after_units, args=(server, units, 3))
     killer.start()
     with pytest.raises(ServerUnavailableError, match="is not answering"):
-        fx.run_sweep(served, prompts, params, out, quiet=True)
+        fx.run_sweep(served, prompts, params, out)
     killer.join()
     done = sorted(units.iterdir())
     assert 3 <= len(done) < len(prompts) * 2
@@ -206,7 +206,7 @@ def test_killing_the_server_mid_sweep_then_resuming(server, served, tmp_path):
         json.loads(f.read_text())
     before = {f.name: f.read_text() for f in done}
     server.start()
-    tables = fx.run_sweep(served, prompts, params, out, quiet=True)
+    tables = fx.run_sweep(served, prompts, params, out)
     assert len(list(units.iterdir())) == len(prompts) * 2
     assert all((units / name).read_text() == text for name, text in before.items())
     assert len(tables["samples"]) == len(prompts) * 2 * 24
@@ -226,7 +226,7 @@ def test_the_app_on_a_served_family(server):
     app = fx.Explorer(server.url, n=8, max_new_tokens=6, prompt="the parrot says", chat="never")
     assert app.wait(120), app.state.error
     s = app.state
-    assert s.error == "" and s.remote and s.available == ["fable-pirate"]
+    assert s.error == "" and not s.weights and s.available == ["fable-pirate"]
     assert s.method == "occlusion"  # the app's default (grad_x_input) needs weights
     labels = dict((value, label) for label, value in app.attribution.method.options)
     assert labels["grad_x_input"] == "grad_x_input — needs local weights"
@@ -287,3 +287,14 @@ def test_a_served_family_in_voila(server):
         no_traceback(page)
         screenshot(page, "served-attribution.png", ".fx-explorer")
         assert page.problems == [], page.problems
+
+
+def test_the_app_given_a_served_family_object_behaves_as_given_its_address(server):
+    """`fx.Explorer(served_family)` once left the app thinking it had weights."""
+    by_address = fx.Explorer(server.url)
+    by_object = fx.Explorer(fx.load_family(server.url, base="fable-base"))
+    assert by_address.wait(120) and by_object.wait(120)
+    for name in ("weights", "server", "method", "available", "relations", "error"):
+        assert getattr(by_object.state, name) == getattr(by_address.state, name), name
+    assert not by_object.state.weights and by_object.state.method == "occlusion"
+    assert by_object.attribution.method.options == by_address.attribution.method.options

@@ -85,7 +85,7 @@ def test_interrupted_sweep_resumes_to_the_same_samples(prompt_file, tmp_path):
 def test_changing_n_on_resume_is_refused(prompt_file, tmp_path):
     out = tmp_path / "run"
     (out / "units").mkdir(parents=True)
-    from explorer.core.sampling import SamplingParams
+    from explorer.core.params import SamplingParams
     from explorer.core.sweep import manifest_for, read_prompts
 
     family = fx.load_family("fable")

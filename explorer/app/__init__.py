@@ -7,18 +7,9 @@ from typing import Any
 import ipywidgets as w
 
 from explorer.app.controller import Controller
+from explorer.app.panels import Banner, FamilyPanel, PromptPanel, SamplingPanel, header
 from explorer.app.state import AppState
-from explorer.app.views import (
-    AttributionView,
-    Banner,
-    DataView,
-    FamilyPanel,
-    PromptPanel,
-    ResponsesView,
-    SamplingPanel,
-    VariabilityView,
-    header,
-)
+from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
 
 TABS = ["Responses", "Variability", "Attribution", "Data"]
 
@@ -45,36 +36,13 @@ class Explorer(w.VBox):
     """The whole app for one family: family, prompt and sampling panels, then tabs."""
 
     def __init__(
-        self, family: Any = "fable", store: Any = None, load: bool = True, **settings: Any
-    ) -> None:
+        self, family: Any = "fable", store: Any = None, load: bool = True, core: Any = None,
+        **settings: Any,
+    ) -> None:  # fmt: skip
         enable_offline_charts()
         self.state = AppState(**settings)
-        self.controller = Controller(self.state, store=store)
-        self.family_panel = FamilyPanel(self.state, self.controller)
-        self.prompt_panel = PromptPanel(self.state, self.controller)
-        self.sampling_panel = SamplingPanel(self.state, self.controller)
-        self.responses = ResponsesView(self.state, self.controller)
-        self.variability = VariabilityView(self.state, self.controller)
-        self.attribution = AttributionView(self.state, self.controller)
-        self.data = DataView(self.state, self.controller)
-        self.tabs = w.Tab(
-            children=[self.responses, self.variability, self.attribution, self.data], titles=TABS
-        )
-        top = w.HBox(
-            [self.family_panel, self.prompt_panel, self.sampling_panel],
-            layout=w.Layout(flex_flow="row wrap"),
-        )
-        super().__init__(
-            [
-                header(),
-                Banner(
-                    self.state,
-                ),
-                top,
-                self.tabs,
-            ],
-            layout=w.Layout(width="100%"),
-        )
+        self.controller = Controller(self.state, store=store, core=core)
+        super().__init__(self._build_views(), layout=w.Layout(width="100%"))
         self.add_class("fx-explorer")
         from explorer.app.lifetime import page_heartbeat
 
@@ -82,15 +50,28 @@ class Explorer(w.VBox):
         if self.heartbeat is not None:  # under Voila: a closed page stops its run
             self.children = (*self.children, self.heartbeat)
         if load and family is not None:
-            if isinstance(family, str):
-                self.state.preset = (
-                    family if family in self.family_panel.preset.options else self.state.preset
-                )
-                self.controller.load_family(family)
-            else:
-                self.controller.assign(family=family, available=[d.label for d in family.descendants],
-                                       selected=[d.label for d in family.descendants],
-                                       relations={m.label: m.relation for m in family.members})  # fmt: skip
+            self._start(family)
+
+    def _build_views(self) -> list[w.Widget]:
+        state, ctl = self.state, self.controller
+        self.family_panel = FamilyPanel(state, ctl)
+        self.prompt_panel = PromptPanel(state, ctl)
+        self.sampling_panel = SamplingPanel(state, ctl)
+        self.responses = ResponsesView(state, ctl)
+        self.variability = VariabilityView(state, ctl)
+        self.attribution = AttributionView(state, ctl)
+        self.data = DataView(state, ctl)
+        self.tabs = w.Tab(children=[self.responses, self.variability, self.attribution, self.data], titles=TABS)
+        top = w.HBox([self.family_panel, self.prompt_panel, self.sampling_panel], layout=w.Layout(flex_flow="row wrap"))
+        return [header(), Banner(state), top, self.tabs]
+
+    def _start(self, family: Any) -> None:
+        if isinstance(family, str):
+            if family in self.family_panel.preset.options:
+                self.state.preset = family
+            self.controller.load_family(family)
+        else:  # a Family made in Python: the same path as loading it by address
+            self.controller.use_family(family)
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Block until the running task ends (scripts and tests)."""

@@ -1,103 +1,52 @@
-"""The controller: runs core computations on a worker thread and assigns results to the state.
-
-A generation counter makes a newer request supersede an older one (its results are dropped), a
-cancel token makes Stop end sampling within one decoding step, and every error lands in
-`state.error` as a sentence — never as a traceback on the page.
-"""
+"""The controller: the app's actions. Each long one runs as a job (see `explorer.app.jobs`):
+off the main thread, superseded by a newer one, stopped by Stop, its results delivered back to
+the state on the main thread. Every computation goes through a `Core` (see
+`explorer.app.core`), and every error lands in `state.error` as a sentence — never as a
+traceback on the page."""
 
 from __future__ import annotations
 
-import logging
 import random
 import re
-import threading
-from collections.abc import Callable
 from typing import Any
 
+from explorer.app.core import Core
+from explorer.app.jobs import Job, Runner
 from explorer.app.state import AppState
 from explorer.core.errors import Cancelled, ModelLoadError
+from explorer.core.params import SamplingParams, check_prompt
 
-log = logging.getLogger(__name__)
-Work = Callable[["Job"], dict[str, Any] | None]
-EXPECTED = (ValueError, TypeError, ModelLoadError, FileNotFoundError, OSError)
 MAX_SPREAD_SAMPLES = 8
-
-
-class Job:
-    """What a running task may ask: is it still current, was it cancelled; how to report."""
-
-    def __init__(self, controller: Controller, generation: int) -> None:
-        from explorer.core.sampling import CancelToken
-
-        self.controller, self.generation = controller, generation
-        self.cancel = CancelToken()
-        self.abandoned = False  # nobody is watching: skip the work of showing partial results
-
-    @property
-    def current(self) -> bool:
-        return self.generation == self.controller.generation
-
-    def publish(self, **values: Any) -> None:
-        """Assign values to the state now, if this job is still the current one."""
-        if self.current:
-            self.controller.assign(**values)
+CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
+           "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
+           "log_ratio": None, "chosen": None, "chosen_tokens": None, "attribution": None,
+           "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
+           "downloads": []}  # fmt: skip
 
 
 class Controller:
-    def __init__(self, state: AppState, store: Any = None) -> None:
+    def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
-        self.generation = 0
-        self._job: Job | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self.core = core or Core()
+        self.runner = Runner(state)
+        self.assign(methods=method_table())
 
     # --- running work ---------------------------------------------------------------------------
 
     def assign(self, **values: Any) -> None:
-        with self.state.hold_trait_notifications():
-            for name, value in values.items():
-                setattr(self.state, name, value)
+        self.runner.assign(**values)
 
-    def submit(self, name: str, work: Work) -> Job:
-        """Run `work` on a worker thread; a newer submit supersedes (and cancels) this one."""
-        with self._lock:
-            if self._job is not None:
-                self._job.cancel.cancel()
-            self.generation += 1
-            job = Job(self, self.generation)
-            self._job = job
-        self.assign(running=name, error="", status=f"{name}…", progress={})
-        thread = threading.Thread(
-            target=self._run, args=(job, name, work), name=f"explorer-{name}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-        return job
+    def submit(self, name: str, work) -> Job:
+        return self.runner.submit(name, work)
 
-    def _run(self, job: Job, name: str, work: Work) -> None:
-        try:
-            updates = work(job) or {}
-            job.publish(**updates)
-        except Cancelled:
-            job.publish(status=f"{name} stopped")
-        except EXPECTED as err:
-            job.publish(error=str(err), status="")
-        except Exception as err:  # anything else: a message on the page, the details in the log
-            log.exception("%s failed", name)
-            job.publish(
-                error=f"{name} failed unexpectedly ({type(err).__name__}: {err})", status=""
-            )
-        finally:
-            if job.current:
-                self.assign(running="")
+    @property
+    def generation(self) -> int:
+        return self.runner.generation
 
     def stop(self, abandoned: bool = False) -> None:
         """Cancel the task in flight (sampling stops within one decoding step); `abandoned`
         (nobody is watching) also skips analysing partial results."""
-        with self._lock:
-            if self._job is not None:
-                self._job.abandoned = self._job.abandoned or abandoned
-                self._job.cancel.cancel()
+        self.runner.stop(abandoned)
 
     def abandon(self) -> None:
         """The page went away: cancel the task in flight and skip analysing partial results."""
@@ -105,11 +54,7 @@ class Controller:
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Block until the task in flight ends (for tests and scripts); True if it ended."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self.runner.wait(timeout)
 
     def fail(self, message: str) -> None:
         self.assign(error=message, status="")
@@ -117,61 +62,43 @@ class Controller:
     # --- family ---------------------------------------------------------------------------------
 
     def load_family(self, spec: str | None = None, descendants: list[str] | None = None) -> Job:
-        """Load a preset, a hub id / folder (plus descendants); members that fail are reported and
-        the rest stay usable."""
+        """Load a preset, a hub id / folder / GGUF file / server address (plus descendants);
+        members that fail are reported and the rest stay usable."""
         spec = (spec or self.state.preset).strip()
 
         def work(job: Job) -> dict[str, Any]:
-            import explorer as fx
-
-            family = fx.load_family(
-                spec, descendants=descendants or None, store=self.store, validate=False
-            )
-            errors: dict[str, str] = {}
-            for i, label in enumerate(family.labels):
-                job.cancel.check()
-                try:
-                    family.load(label)
-                except (ModelLoadError, OSError, ValueError) as err:
-                    errors[label] = str(err)
-                job.publish(progress={"loading": (i + 1) / len(family.labels)})
-            if family.base.label in errors:
-                raise ModelLoadError(errors[family.base.label])
-            usable = [d.label for d in family.descendants if d.label not in errors]
-            family = family.subset(usable)
-            message = f"Loaded {family.name or family.base.label}: {len(family.labels)} models"
-            if errors:
-                message += f"; could not load {', '.join(errors)}"
-            return {
-                "family": family,
-                "available": usable,
-                "selected": usable,
-                "relations": {m.label: m.relation for m in family.members},
-                "remote": family.remote,
-                "method": "occlusion" if family.remote and needs_weights(self.state.method) else self.state.method,
-                "examples": self._examples(spec),
-                "load_errors": errors,
-                "samples": None, "clusters": None, "variability": None, "provenance": None,
-                "cross": None, "log_ratio": None, "attribution": None, "attribution_spread": None,
-                "chosen": None, "status": message,
-                "error": "; ".join(f"{k}: {v}" for k, v in errors.items()),
-            }  # fmt: skip
+            family = self.core.load_family(spec, descendants or None, self.store)
+            return self._open_members(job, family, spec)
 
         return self.submit("Loading", work)
 
-    @staticmethod
-    def _examples(spec: str) -> list[str]:
-        if spec != "fable":
-            return ["The weather today is", "Once upon a time", "The capital of France is"]
-        from explorer.zoo import load_probes
+    def use_family(self, family: Any) -> Job:
+        """Use a family made in Python exactly as if it had been loaded by its address."""
+        return self.submit("Loading", lambda job: self._open_members(job, family, family.name))
 
-        prompts = [
-            p["prompt"] for p in load_probes() if p["kind"] in ("preference", "sentiment", "style")
-        ]
-        prompts += [
-            p["prompt"] for p in load_probes() if p["id"].startswith(("question-", "capital-"))
-        ][:4]
-        return list(dict.fromkeys(prompts))
+    def _open_members(self, job: Job, family: Any, spec: str) -> dict[str, Any]:
+        errors: dict[str, str] = {}
+        for i, label in enumerate(family.labels):
+            job.cancel.check()
+            try:
+                self.core.open(family, label)
+            except (ModelLoadError, OSError, ValueError) as err:
+                errors[label] = str(err)
+            job.publish(progress={"loading": (i + 1) / len(family.labels)})
+        if family.base.label in errors:
+            raise ModelLoadError(errors[family.base.label])
+        usable = [d.label for d in family.descendants if d.label not in errors]
+        family = family.subset(usable)
+        message = f"Loaded {family.name or family.base.label}: {len(family.labels)} models"
+        if errors:
+            message += f"; could not load {', '.join(errors)}"
+        weights = family.has_weights
+        method = self.state.method if weights or not needs_weights(self.state.method) else "occlusion"
+        return {**CLEARED, "family": family, "available": usable, "selected": usable,
+                "relations": {m.label: m.relation for m in family.members}, "weights": weights,
+                "server": family.server or "", "method": method, "examples": self.core.examples(spec),
+                "load_errors": errors, "status": message,
+                "error": "; ".join(f"{k}: {v}" for k, v in errors.items())}  # fmt: skip
 
     # --- sampling -------------------------------------------------------------------------------
 
@@ -186,97 +113,40 @@ class Controller:
         if s.fresh_seed:
             self.assign(seed=random.randrange(2**31))
         try:
-            params = self._params()
-            from explorer.core.sampling import check_prompt
-
+            params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                    max_new_tokens=s.max_new_tokens, seed=s.seed, chat=s.chat)  # fmt: skip
             check_prompt(s.prompt)
         except (ValueError, TypeError) as err:
             self.fail(str(err))
             return None
-        family = s.family.subset(list(s.selected))
-        prompt, behaviours = s.prompt, dict(s.behaviours)
+        family, prompt, behaviours = s.family.subset(list(s.selected)), s.prompt, dict(s.behaviours)
+        return self.submit("Sampling", lambda job: self._sample(job, family, prompt, params, behaviours))
 
-        def work(job: Job) -> dict[str, Any]:
-            import explorer as fx
-            from explorer.core.sampling import combine
+    def _sample(self, job: Job, family, prompt: str, params: SamplingParams, behaviours) -> dict:
+        done: list = []
+        totals = {label: 0.0 for label in family.labels}
 
-            done: list = []
-            totals = {label: 0.0 for label in family.labels}
+        def progress(label: str, step: int, total: int) -> None:
+            totals[label] = step / max(total, 1)
+            job.publish(progress=dict(totals))
 
-            def progress(label: str, step: int, total: int) -> None:
-                totals[label] = step / max(total, 1)
-                job.publish(progress=dict(totals))
+        try:
+            for label in family.labels:
+                done.append(self.core.sample(family, prompt, label, params, progress, job.cancel))
+                totals[label] = 1.0
+        except Cancelled:
+            if not done or job.abandoned:
+                raise
+            partial = self.core.combine(done)
+            kept = ", ".join(partial.models)
+            return {**self._analysed(family, partial, behaviours), "status": f"Stopped: kept the finished models ({kept})"}
+        samples = self.core.combine(done)
+        return {**self._analysed(family, samples, behaviours, job.cancel), "status": summary(samples)}
 
-            try:
-                for label in family.labels:
-                    done.append(
-                        fx.sample(
-                            family,
-                            prompt,
-                            models=[label],
-                            progress=progress,
-                            cancel=job.cancel,
-                            **params,
-                        )
-                    )
-                    totals[label] = 1.0
-            except Cancelled:
-                if not done or job.abandoned:
-                    raise
-                partial = combine(done)
-                job.publish(**self._analyse(family, partial, behaviours),
-                            status=f"Stopped: kept the finished models ({', '.join(partial.models)})")  # fmt: skip
-                return {}
-            samples = combine(done)
-            return {
-                **self._analyse(family, samples, behaviours, job.cancel),
-                "status": self._summary(samples),
-            }
-
-        return self.submit("Sampling", work)
-
-    def _params(self) -> dict[str, Any]:
-        from explorer.core.sampling import SamplingParams
-
-        s = self.state
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                                max_new_tokens=s.max_new_tokens, seed=s.seed, chat=s.chat)  # fmt: skip
-        return params.to_dict()
-
-    @staticmethod
-    def _summary(samples) -> str:
-        seconds = sum(samples.meta.get("seconds", {}).values())
-        return f"{len(samples.df)} samples from {len(samples.models)} models in {seconds:.1f} s (seed {samples.params.seed})"
-
-    def _analyse(self, family, samples, behaviours: dict[str, str], cancel=None) -> dict[str, Any]:
-        """Everything the tabs show that follows from the samples; a cancel token is honoured
-        between the steps (scoring thousands of samples under every model takes a while)."""
-        import explorer as fx
-        from explorer.core.metrics import assign_clusters
-
-        check = cancel.check if cancel is not None else (lambda: None)
-        out: dict[str, Any] = {"samples": samples, "clusters": assign_clusters(samples)}
-        out["variability"] = fx.variability(samples)
-        check()
-        out["provenance"] = self._provenance(samples, behaviours)
-        check()
-        multi = len(samples.models) > 1
-        out["cross"] = fx.cross_score(family, samples, cancel=cancel) if multi else None
-        check()
-        shared = family.shared_tokenizer
-        out["log_ratio"] = fx.log_ratio(family, samples, cancel=cancel) if shared else None
-        out.update(chosen=None, attribution=None, attribution_spread=None)
-        return out
-
-    @staticmethod
-    def _provenance(samples, behaviours: dict[str, str]):
-        import explorer as fx
-
-        if behaviours:
-            return fx.provenance(samples, behaviours=behaviours)
-        table = fx.provenance(samples)
-        top = table.groupby("behaviour", sort=False)["count"].sum().nlargest(6).index
-        return table[table["behaviour"].isin(top)].reset_index(drop=True)
+    def _analysed(self, family, samples, behaviours, cancel=None) -> dict[str, Any]:
+        """Everything the tabs show that follows from the samples."""
+        analysis = self.core.analyse(samples, behaviours, family, cancel)
+        return {**CLEARED, **analysis.as_dict()}
 
     # --- behaviours -----------------------------------------------------------------------------
 
@@ -290,8 +160,7 @@ class Controller:
         except re.error as err:
             self.fail(f"behaviour: {pattern!r} is not a valid regular expression ({err})")
             return False
-        behaviours = {**self.state.behaviours, (name or pattern): pattern}
-        self.assign(behaviours=behaviours, error="")
+        self.assign(behaviours={**self.state.behaviours, (name or pattern): pattern}, error="")
         self._refresh_provenance()
         return True
 
@@ -299,11 +168,13 @@ class Controller:
         self.assign(behaviours={k: v for k, v in self.state.behaviours.items() if k != name})
         self._refresh_provenance()
 
+    def clear_behaviours(self) -> None:
+        self.assign(behaviours={})
+        self._refresh_provenance()
+
     def _refresh_provenance(self) -> None:
         if self.state.samples is not None:
-            self.assign(
-                provenance=self._provenance(self.state.samples, dict(self.state.behaviours))
-            )
+            self.assign(provenance=self.core.provenance(self.state.samples, dict(self.state.behaviours)))
 
     # --- attribution ----------------------------------------------------------------------------
 
@@ -312,21 +183,20 @@ class Controller:
         s = self.state
         if s.samples is None:
             return None
-        rows = s.samples.df[(s.samples.df["model"] == model) & (s.samples.df["sample"] == sample)]
+        df = s.samples.df
+        rows = df[(df["model"] == model) & (df["sample"] == sample)]
         if rows.empty:
             self.fail(f"No sample {sample} of {model}.")
             return None
-        self.assign(chosen=(model, int(sample)))
+        self.assign(chosen=(model, int(sample)), chosen_tokens=chosen_tokens(s, model, int(sample)))
         return self._attribute(rows.iloc[0]["text"])
 
     def set_method(self, method: str) -> Job | None:
-        if self.state.remote and needs_weights(method):
-            self.fail(
-                f"{method} needs the models' weights; this family is served by "
-                f"{self.state.family.base.server}. Use occlusion or adaptation."
-            )
+        if not self.state.weights and needs_weights(method):
+            self.fail(f"{method} needs the models' weights; this family is served by "
+                      f"{self.state.server}. Use occlusion or adaptation.")  # fmt: skip
             return None
-        self.assign(method=method)
+        self.assign(method=method, methods=method_table())
         s = self.state
         if s.chosen is None or s.samples is None:
             return None
@@ -335,34 +205,21 @@ class Controller:
     def _attribute(self, response: str) -> Job | None:
         s = self.state
         if not response.strip():
-            self.fail(
-                "This response is empty (the model ended at once): choose another to attribute."
-            )
+            self.fail("This response is empty (the model ended at once): choose another to attribute.")
             return None
         samples, method = s.samples, s.method
         family = s.family.subset([m for m in samples.models if m != s.family.base.label])
 
         def work(job: Job) -> dict[str, Any]:
-            import explorer as fx
-
-            attr = fx.attribute(family, samples.prompt, response, method=method, models=samples.models,
-                                chat=samples.params.chat)  # fmt: skip
-            job.publish(
-                attribution=attr, status=f"Attributed with {method}; measuring spread over samples…"
-            )
-            job.cancel.check()
-            spread = fx.attribute_samples(family, samples, method=self._spread_method(method),
-                                          max_samples=MAX_SPREAD_SAMPLES)  # fmt: skip
+            attr = self.core.attribute(family, samples, response, method, cancel=job.cancel)
+            job.publish(**attribution_views(attr), status=f"Attributed with {method}; measuring spread over samples…")
+            spread = self.core.attribute_samples(family, samples, spread_method(method),
+                                                 max_samples=MAX_SPREAD_SAMPLES, cancel=job.cancel)  # fmt: skip
             return {"attribution_spread": spread, "status": f"Attributed with {method}"}
 
         return self.submit("Attributing", work)
 
-    @staticmethod
-    def _spread_method(method: str) -> str:
-        # integrated gradients over every sample is costly; its cheap additive cousin stands in
-        return "grad_x_input" if method == "integrated_gradients" else method
-
-    # --- sessions -------------------------------------------------------------------------------
+    # --- sessions, sweeps, downloads ------------------------------------------------------------
 
     def session(self):
         from explorer.core.session import Session
@@ -373,54 +230,86 @@ class Controller:
 
     def import_session(self, path) -> bool:
         """Replace the results with a saved session's; a bad file changes nothing."""
-        from explorer.core.session import Session
-
         try:
-            session = Session.load(path)
+            session = self.core.load_session(path)
         except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
             self.fail(f"Import failed, nothing changed: {err}")
             return False
-        updates: dict[str, Any] = {"behaviours": session.behaviours, "attribution": session.attribution,
-                                   "chosen": session.selected, "error": ""}  # fmt: skip
+        updates: dict[str, Any] = {"behaviours": session.behaviours, "error": ""}
         if session.samples is not None and self.state.family is not None:
-            family = self.state.family.subset(
-                [
-                    m
-                    for m in session.samples.models
-                    if m in self.state.family.labels and m != self.state.family.base.label
-                ]
-            )
-            updates.update(self._analyse(family, session.samples, session.behaviours))
-            updates.update(
-                attribution=session.attribution,
-                chosen=session.selected,
-                prompt=session.samples.prompt,
-            )
-        updates["status"] = f"Imported session from {getattr(path, 'name', path)}"
+            labels = self.state.family.labels
+            kept = [m for m in session.samples.models if m in labels and m != labels[0]]
+            updates.update(self._analysed(self.state.family.subset(kept), session.samples, session.behaviours))
+            updates["prompt"] = session.samples.prompt
+        if session.attribution is not None:
+            updates.update(attribution_views(session.attribution))
+        updates.update(chosen=session.selected, status=f"Imported session from {getattr(path, 'name', path)}")
         self.assign(**updates)
         return True
 
     def open_sweep(self, folder: str) -> bool:
         """Read a sweep folder (from `family-explorer sweep`) into the Data tab."""
-        from explorer.core.sweep import load_sweep
+        from explorer.core.sweep import summary as sweep_summary
 
         try:
-            sweep = load_sweep(folder.strip())
+            sweep = self.core.load_sweep(folder.strip())
         except (ValueError, OSError) as err:
             self.fail(f"Could not open the sweep: {err}")
             return False
         n_prompts = len(sweep["manifest"].get("prompts", []))
-        self.assign(
-            sweep=sweep,
-            error="",
-            status=f"Opened sweep {folder.strip()}: {n_prompts} prompts, {len(sweep['samples'])} samples",
-        )
+        self.assign(sweep=sweep, sweep_summary=sweep_summary(sweep["provenance"]), error="",
+                    status=f"Opened sweep {folder.strip()}: {n_prompts} prompts, {len(sweep['samples'])} samples")  # fmt: skip
         return True
+
+    def prepare_downloads(self, charts: dict[str, dict]) -> bool:
+        """The Data tab's files: samples, session, provenance and the given chart specs."""
+        try:
+            files = self.core.downloads(self.session(), {"provenance": self.state.provenance}, charts)
+        except ValueError as err:
+            self.fail(str(err))
+            return False
+        self.assign(downloads=files, error="")
+        return True
+
+
+def summary(samples) -> str:
+    seconds = sum(samples.meta.get("seconds", {}).values())
+    return f"{len(samples.df)} samples from {len(samples.models)} models in {seconds:.1f} s (seed {samples.params.seed})"
+
+
+def spread_method(method: str) -> str:
+    """Integrated gradients over every sample is costly; its cheap additive cousin stands in."""
+    return "grad_x_input" if method == "integrated_gradients" else method
+
+
+def chosen_tokens(state: AppState, model: str, sample: int) -> dict[str, Any]:
+    """The chosen response token by token: its log-ratios against the base (when the family
+    shares a tokenizer) and the model's probability of each token."""
+    from explorer.core.tables import token_probabilities
+
+    ratio = None
+    if state.log_ratio is not None:
+        lr = state.log_ratio
+        ratio = lr[(lr["model"] == model) & (lr["sample"] == sample)]
+    return {"log_ratio": ratio, "prob": token_probabilities(state.samples, model, sample)}
+
+
+def attribution_views(attr) -> dict[str, Any]:
+    """The attribution, its difference from the base, and a sentence on what it shows."""
+    diff = attr.diff()
+    diff = diff[diff["model"] != attr.models[0]]
+    return {"attribution": attr, "attribution_diff": diff if len(diff) else None,
+            "attribution_note": attr.summary()}  # fmt: skip
+
+
+def method_table() -> list[tuple[str, bool]]:
+    """(method, needs weights) for every registered method, read afresh: methods registered
+    after the app was made appear too."""
+    from explorer.core.attribution import list_methods
+
+    return [(row.method, row.needs != "forward") for row in list_methods().itertuples()]
 
 
 def needs_weights(method: str) -> bool:
     """Whether an attribution method needs local weights (gradients or attention)."""
-    from explorer.core.attribution import list_methods
-
-    methods = list_methods().set_index("method")["needs"]
-    return method in methods and methods[method] != "forward"
+    return dict(method_table()).get(method, False)

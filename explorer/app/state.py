@@ -1,5 +1,6 @@
 """The app's single source of truth. Views observe it; only the controller assigns to it, and
-always assigns new values (never mutates in place) so observers fire."""
+always assigns new values (never mutates in place) so observers fire. Every table a view
+draws is computed by the controller and held here, so views only lay out what they find."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class AppState(t.HasTraits):
     relations = t.Dict()  # label -> relation
     examples = t.List(t.Unicode())  # example prompts (the zoo's probes for fable)
     load_errors = t.Dict()  # label -> why it failed to load
-    remote = t.Bool(False)  # served by an engine: forward-only methods (no gradients, attention)
+    weights = t.Bool(True)  # every member's weights are at hand (gradient and attention methods)
+    server = t.Unicode("")  # the server of a served family, for messages
 
     # prompt and sampling
     prompt = t.Unicode("the weather today is")
@@ -28,20 +30,31 @@ class AppState(t.HasTraits):
     seed = t.Int(0)
     fresh_seed = t.Bool(False)
 
-    # results
+    # results of a resample (explorer.core.analysis.Analysis, field by field)
     samples = t.Any(None, allow_none=True)  # SampleSet
     clusters = t.Any(None, allow_none=True)  # Series aligned with samples.df
     variability = t.Any(None, allow_none=True)  # DataFrame
     provenance = t.Any(None, allow_none=True)  # DataFrame
+    cluster_counts = t.Any(None, allow_none=True)  # DataFrame
+    first_tokens = t.Any(None, allow_none=True)  # DataFrame
+    entropy = t.Any(None, allow_none=True)  # DataFrame
     cross = t.Any(None, allow_none=True)  # DataFrame
     log_ratio = t.Any(None, allow_none=True)  # DataFrame
     behaviours = t.Dict()  # name -> regex
+
+    # attribution
     chosen = t.Any(None, allow_none=True)  # (model, sample) selected for attribution
+    chosen_tokens = t.Any(None, allow_none=True)  # DataFrame: the chosen response token by token
     method = t.Unicode("grad_x_input")
+    methods = t.List()  # (method, needs weights) in registration order
     attribution = t.Any(None, allow_none=True)  # Attribution
+    attribution_diff = t.Any(None, allow_none=True)  # DataFrame: each model minus the base
+    attribution_note = t.Unicode("")  # what the attribution shows, in a sentence
     attribution_spread = t.Any(None, allow_none=True)  # DataFrame (mean ± sd over samples)
 
     sweep = t.Any(None, allow_none=True)  # a sweep folder read back (dict of DataFrames)
+    sweep_summary = t.Any(None, allow_none=True)  # DataFrame: labels across the prompt set
+    downloads = t.List()  # explorer.core.export.Download, prepared on request
 
     # status
     running = t.Unicode("")  # name of the task in flight, "" when idle

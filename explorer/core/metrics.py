@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from explorer.core.clustering import Clusterer, get_clusterer
-from explorer.core.sampling import SampleSet
+from explorer.core.samples import SampleSet
 
 
 @dataclass(frozen=True)

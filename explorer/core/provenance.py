@@ -16,7 +16,7 @@ import torch
 
 from explorer.core.clustering import Clusterer
 from explorer.core.metrics import assign_clusters
-from explorer.core.sampling import SampleSet
+from explorer.core.samples import SampleSet
 
 Detector = Callable[[str], bool]
 Z95 = 1.959963984540054
@@ -158,17 +158,17 @@ def token_shift(family, samples: SampleSet, base: str | None = None) -> pd.DataF
     """Lin et al. (2023): for each descendant's response tokens, the share the base ranks 1
     (`unshifted`), 2–3 (`marginal`) or lower (`shifted`). Pass a greedy SampleSet (`top_k=1`)
     for their setting. Needs a shared tokenizer."""
-    from explorer.core.scoring import _require_shared, _scorer_inputs, continuation_logprobs
+    from explorer.core.scoring import require_shared, scorer_inputs
 
-    _require_shared(family, "token_shift")
+    require_shared(family, "token_shift")
     base = base or family.base.label
-    loaded, prefix = _scorer_inputs(family, samples, base)
+    loaded, prefix = scorer_inputs(family, samples, base)
     rows = []
     for model, group in samples.df.groupby("model", sort=False):
         if model == base:
             continue
         conts = [list(ids) for ids in group["token_ids"] if len(ids)]
-        dists = continuation_logprobs(loaded, [prefix] * len(conts), conts, full=True)
+        dists = loaded.continuation_logprobs([prefix] * len(conts), conts, full=True)
         ranks = []
         for ids, dist in zip(conts, dists, strict=True):
             chosen = dist.gather(-1, torch.tensor(ids).unsqueeze(-1))  # (len, 1)

@@ -10,80 +10,14 @@ import pandas as pd
 import torch
 
 from explorer.core.family import Family
-from explorer.core.sampling import SampleSet, check_prompt, model_input
-from explorer.core.store import LoadedModel
+from explorer.core.member import Member, model_input
+from explorer.core.params import check_prompt
+from explorer.core.samples import SampleSet
+from explorer.core.tokens import token_texts
 
 
-def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch, seq) ids and mask from ragged rows, padded on the right (positions stay 0..n)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
-
-
-@torch.no_grad()
-def continuation_logprobs(
-    loaded: LoadedModel,
-    prefixes: Sequence[Sequence[int]],
-    continuations: Sequence[Sequence[int]],
-    batch_size: int = 64,
-    full: bool = False,
-    cancel=None,
-) -> list[torch.Tensor]:
-    """For each (prefix, continuation): log p(token) for every continuation token, teacher-forced,
-    as a (len,) tensor — or, with `full`, the whole next-token log-distribution (len, vocab)."""
-    if loaded.model is None:  # served by an engine: scored through its API
-        return served_continuation_logprobs(loaded, prefixes, continuations, full)
-    pad = loaded.tokenizer.pad_token_id
-    out: list[torch.Tensor] = []
-    for start in range(0, len(prefixes), batch_size):
-        if cancel is not None:
-            cancel.check()  # thousands of samples under several models: stoppable per batch
-        pre = prefixes[start : start + batch_size]
-        cont = continuations[start : start + batch_size]
-        rows = [list(p) + list(c) for p, c in zip(pre, cont, strict=True)]
-        ids, mask = pad_right(rows, pad)
-        logits = loaded.model(
-            input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device)
-        ).logits
-        logp = torch.log_softmax(logits.float(), dim=-1).cpu()  # (batch, seq, vocab)
-        for i, (p, c) in enumerate(zip(pre, cont, strict=True)):
-            dist = logp[
-                i, len(p) - 1 : len(p) - 1 + len(c)
-            ]  # (len(c), vocab): predicts each c token
-            if full:
-                out.append(dist)
-            else:
-                out.append(
-                    dist.gather(-1, torch.tensor(list(c), dtype=torch.long).unsqueeze(-1)).squeeze(
-                        -1
-                    )
-                )
-    return out
-
-
-def served_continuation_logprobs(loaded, prefixes, continuations, full: bool) -> list[torch.Tensor]:
-    from explorer.core.remote import score_ids
-
-    if full:
-        raise ValueError(
-            f"family: {loaded.ref.label} is served by an engine that reports top-k log-probs "
-            "only; KL/JS divergence needs whole next-token distributions (use local weights)"
-        )
-    rows = [list(p) + list(c) for p, c in zip(prefixes, continuations, strict=True)]
-    scored = score_ids(loaded, rows)  # per row: log-probs of tokens 1..end
-    return [
-        torch.tensor(lp[len(lp) - len(c) :] if c else [], dtype=torch.float32)
-        for lp, c in zip(scored, continuations, strict=True)
-    ]
-
-
-def encode(loaded: LoadedModel, text: str, special: bool = True) -> list[int]:
-    return loaded.tokenizer(text, add_special_tokens=special)["input_ids"]
+def encode(member: Member, text: str, special: bool = True) -> list[int]:
+    return member.tokenizer(text, add_special_tokens=special)["input_ids"]
 
 
 def score_texts(
@@ -107,11 +41,11 @@ def score_texts(
 
 
 def _score(
-    loaded: LoadedModel, prefix: list[int], conts: list[list[int]], cancel=None
+    loaded: Member, prefix: list[int], conts: list[list[int]], cancel=None
 ) -> list[torch.Tensor]:
     nonempty = [i for i, c in enumerate(conts) if c]
-    scored = continuation_logprobs(
-        loaded, [prefix] * len(nonempty), [conts[i] for i in nonempty], cancel=cancel
+    scored = loaded.continuation_logprobs(
+        [prefix] * len(nonempty), [conts[i] for i in nonempty], cancel=cancel
     )
     result = [torch.zeros(0)] * len(conts)
     for i, lp in zip(nonempty, scored, strict=True):
@@ -132,9 +66,9 @@ def _score_row(label: str, index: int, text: str, lp: torch.Tensor) -> dict:
     }
 
 
-def _scorer_inputs(
+def scorer_inputs(
     family: Family, samples: SampleSet, scorer: str
-) -> tuple[LoadedModel, list[int]]:
+) -> tuple[Member, list[int]]:
     loaded = family.load(scorer)
     text = samples.meta.get("model_inputs", {}).get(scorer) or model_input(
         loaded, samples.prompt, samples.params.chat
@@ -147,7 +81,7 @@ def sample_logprobs_under(
 ) -> list[torch.Tensor]:
     """Every sample's response tokens scored by `scorer` (token ids reused when the family shares a
     tokenizer, the response text re-tokenized otherwise)."""
-    loaded, prefix = _scorer_inputs(family, samples, scorer)
+    loaded, prefix = scorer_inputs(family, samples, scorer)
     shared = family.shared_tokenizer
     conts = [
         list(ids) if shared else encode(loaded, text, special=False)
@@ -186,7 +120,7 @@ def cross_score(
     return pd.DataFrame(rows)
 
 
-def _require_shared(family: Family, what: str) -> None:
+def require_shared(family: Family, what: str) -> None:
     if not family.shared_tokenizer:
         raise ValueError(
             f"family: {what} compares models token by token, which needs a shared tokenizer; "
@@ -199,7 +133,7 @@ def log_ratio(
 ) -> pd.DataFrame:
     """Per token of every sample: `log p_model − log p_base` — where in a response the adaptation
     acts. One row per (model, sample, position)."""
-    _require_shared(family, "log_ratio")
+    require_shared(family, "log_ratio")
     base = base or family.base.label
     under_base = sample_logprobs_under(family, samples, base, cancel)
     rows = []
@@ -226,19 +160,17 @@ def divergence(
     """Per response position: KL(base ‖ model) and Jensen–Shannon divergence (nats) between the
     base's and each model's next-token distributions, teacher-forced on the same text."""
     check_prompt(prompt)
-    _require_shared(family, "divergence")
+    require_shared(family, "divergence")
     base = family.load(family.base.label)
     prefix = encode(base, model_input(base, prompt, chat))
     cont = encode(base, response, special=False)
     if not cont:
         raise ValueError("response: is empty; give the text whose positions to compare")
-    p = continuation_logprobs(base, [prefix], [cont], full=True)[0]  # (len, vocab)
-    tokens = base.tokenizer.convert_ids_to_tokens(cont)
+    p = base.continuation_logprobs([prefix], [cont], full=True)[0]  # (len, vocab)
+    tokens = token_texts(base.tokenizer, cont)
     rows = []
     for label in models or family.labels:
-        q = continuation_logprobs(family.load(label), [prefix], [cont], full=True)[
-            0
-        ]  # (len, vocab)
+        q = family.load(label).continuation_logprobs([prefix], [cont], full=True)[0]  # (len, vocab)
         kl, js = kl_js(p, q)
         for pos, tok in enumerate(tokens):
             rows.append(

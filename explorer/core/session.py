@@ -10,7 +10,7 @@ import pandas as pd
 
 from explorer.core.attribution import Attribution
 from explorer.core.results import ResultFile, library_versions
-from explorer.core.sampling import SampleSet, SamplingParams
+from explorer.core.samples import SampleSet
 
 KIND = "Session"
 
@@ -51,14 +51,8 @@ class Session:
         samples = None
         if "samples" in meta:
             s = meta["samples"]
-            samples = SampleSet(
-                df=tables["samples"],
-                params=SamplingParams(**s["params"]),
-                prompt=s["prompt"],
-                family=s["family"],
-                first_token=tables["first_token"],
-                meta=s["meta"],
-            )
+            parts = {"df": tables["samples"], "first_token": tables["first_token"]}
+            samples = SampleSet.from_parts(parts, {**s["meta"], **{k: s[k] for k in ("params", "prompt", "family")}})
         attribution = (
             Attribution(tables["attribution"], meta["attribution"])
             if "attribution" in meta

@@ -1,44 +1,26 @@
-"""Loading models and tokenizers safely, and keeping a bounded LRU cache of them.
+"""Loading local members safely, and keeping a bounded LRU cache of them.
 
-Safe by default: `trust_remote_code=False` always, and safetensors only — pickled `.bin`/`.pt`
-checkpoints can execute code when loaded, so they are refused unless the caller opts in.
+Safe by default: `trust_remote_code=False` always, and safetensors (or GGUF) only — pickled
+`.bin`/`.pt` checkpoints can execute code when loaded, so they are refused unless the caller
+opts in.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from explorer.core.checks import check_ref
 from explorer.core.errors import ModelLoadError, UnsafeWeightsError
-from explorer.core.family import ModelRef, _hub_error, check_ref
+from explorer.core.hub import hub_error
+from explorer.core.local import LocalMember
+from explorer.core.refs import ModelRef
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-@dataclass
-class LoadedModel:
-    ref: ModelRef
-    model: Any  # a transformers PreTrainedModel (or a peft PeftModel)
-    tokenizer: Any
-    n_bytes: int
-
-    @property
-    def context_length(self) -> int:
-        config = self.model.config
-        return int(
-            getattr(config, "max_position_embeddings", 0)
-            or getattr(config, "n_positions", 0)
-            or 2048
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -60,7 +42,7 @@ def check_weights_safe(folder: Path, label: str, allow_pickle: bool) -> None:
     """Refuse a local folder whose weights exist only in pickle formats."""
     if allow_pickle or not folder.is_dir():
         return
-    safe = list(folder.glob("*.safetensors"))
+    safe = list(folder.glob("*.safetensors")) + list(folder.glob("*.gguf"))
     pickled = [p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickled and not safe:
         raise UnsafeWeightsError(
@@ -87,13 +69,13 @@ class ModelStore:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.allow_pickle = allow_pickle
-        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[tuple, LocalMember] = OrderedDict()
         self._tokenizers: dict[tuple, Any] = {}
         self._lock = threading.RLock()
 
     @staticmethod
     def _key(ref: ModelRef, parent: ModelRef | None = None) -> tuple:
-        return (ref.id, ref.revision, parent.id if parent else None)
+        return (ref.id, ref.gguf_file, ref.revision, parent.id if parent else None)
 
     @property
     def cached(self) -> list[str]:
@@ -110,7 +92,7 @@ class ModelStore:
                 self._tokenizers[key] = load_tokenizer(ref)
             return self._tokenizers[key]
 
-    def get(self, ref: ModelRef, parent: ModelRef | None = None) -> LoadedModel:
+    def get(self, ref: ModelRef, parent: ModelRef | None = None) -> LocalMember:
         key = self._key(ref, parent)
         with self._lock:
             if key in self._models:
@@ -135,8 +117,8 @@ class ModelStore:
             self._models.clear()
             self._tokenizers.clear()
 
-    def _load(self, ref: ModelRef, parent: ModelRef | None) -> LoadedModel:
-        tokenizer = self.tokenizer(ref)
+    def _load(self, ref: ModelRef, parent: ModelRef | None) -> LocalMember:
+        tokenizer = self.tokenizer(ref if not ref.adapter or parent is None else _tokenizer_ref(ref, parent))
         if ref.adapter:
             if parent is None:
                 raise ModelLoadError(
@@ -149,7 +131,14 @@ class ModelStore:
         model = model.to(self.device).eval()
         check_vocab(ref, tokenizer, model)
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        return LoadedModel(ref=ref, model=model, tokenizer=tokenizer, n_bytes=n_bytes)
+        return LocalMember(ref=ref, model=model, tokenizer=tokenizer, n_bytes=n_bytes)
+
+
+def _tokenizer_ref(ref: ModelRef, parent: ModelRef) -> ModelRef:
+    """An adapter's tokenizer: its own folder's when it ships one, else its base's."""
+    folder = Path(ref.id)
+    own = folder.is_dir() and any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
+    return ref if own else parent
 
 
 def check_vocab(ref: ModelRef, tokenizer: Any, model: Any) -> None:
@@ -165,38 +154,47 @@ def check_vocab(ref: ModelRef, tokenizer: Any, model: Any) -> None:
 def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(ref.id, revision=ref.revision, trust_remote_code=False)
-    except (OSError, ValueError, TypeError) as err:
-        raise _hub_error(ref, err) from err
+    if is_gguf(ref):
+        from explorer.core.gguf import gguf_tokenizer
+
+        tok = gguf_tokenizer(ref)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(ref.id, revision=ref.revision, trust_remote_code=False)
+        except (OSError, ValueError, TypeError) as err:
+            raise hub_error(ref, err) from err
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return tok
 
 
+def is_gguf(ref: ModelRef) -> bool:
+    return ref.gguf_file is not None or str(ref.id).endswith(".gguf")
+
+
 def load_causal_lm(ref: ModelRef, dtype: torch.dtype, allow_pickle: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     check_ref(ref)  # a non-causal model (BERT) would otherwise load as a "causal" LM head
+    if is_gguf(ref):
+        from explorer.core.gguf import gguf_model
+
+        return gguf_model(ref, dtype)
     if ref.is_local:
         check_weights_safe(Path(ref.id), ref.label, allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(
-            ref.id,
-            revision=ref.revision,
-            dtype=dtype,
-            trust_remote_code=False,
-            use_safetensors=None if allow_pickle else True,
-            attn_implementation="eager",
-        )
+            ref.id, revision=ref.revision, dtype=dtype, trust_remote_code=False,
+            use_safetensors=None if allow_pickle else True, attn_implementation="eager",
+        )  # fmt: skip
     except OSError as err:
         if "safetensors" in str(err).lower() and not allow_pickle:
             raise UnsafeWeightsError(
                 f"{ref.label}: no safetensors weights for {ref.id!r}; pickled weights are refused "
                 "by default (pass allow_pickle=True if you trust their source)"
             ) from err
-        raise _hub_error(ref, err) from err
+        raise hub_error(ref, err) from err
     except ValueError as err:
         raise ModelLoadError(f"{ref.label}: cannot load as a causal LM: {err}") from err
     except Exception as err:  # corrupt safetensors headers raise library-specific errors

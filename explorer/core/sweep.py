@@ -12,16 +12,20 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from explorer.core.analysis import describe_samples
+from explorer.core.attribution import attribute_samples
 from explorer.core.family import Family
+from explorer.core.params import CancelToken, SamplingParams, check_cancel
 from explorer.core.results import library_versions, write_atomic
-from explorer.core.sampling import SampleSet, SamplingParams, combine, sample
+from explorer.core.samples import SampleSet, combine
+from explorer.core.sampling import sample
 
 MANIFEST = "manifest.json"
 
@@ -115,38 +119,32 @@ def run_sweep(
     params: SamplingParams,
     out: str | os.PathLike,
     attribute: str | None = None,
-    quiet: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Sample every (prompt, model) unit not yet on disk, then write the tables."""
+    """Sample every (prompt, model) unit not yet on disk, then write the tables.
+
+    `progress(done, total, what)` is called before each unit and at the end; `cancel` stops
+    after the unit in flight (finished units stay on disk, and the same call resumes)."""
     out = Path(out)
     units = out / "units"
     units.mkdir(parents=True, exist_ok=True)
     wanted = manifest_for(family, prompts, params, attribute)
     check_manifest(out, wanted)
     started = time.perf_counter()
-    manifest = {
-        **wanted,
-        "versions": library_versions(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    manifest = {**wanted, "versions": library_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
-    todo = [
-        (i, m)
-        for i in range(len(prompts))
-        for m in family.labels
-        if not (units / unit_name(i, m)).is_file()
-    ]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(prompts) * len(family.labels), initial=len(prompts) * len(family.labels) - len(todo),
-               desc="sweep", unit="unit", disable=quiet)  # fmt: skip
-    for index, model in todo:
-        bar.set_postfix_str(f"prompt {index + 1}/{len(prompts)} · {model}")
+    todo = [(i, m) for i in range(len(prompts)) for m in family.labels if not (units / unit_name(i, m)).is_file()]
+    total = len(prompts) * len(family.labels)
+    for done, (index, model) in enumerate(todo, start=total - len(todo)):
+        check_cancel(cancel)
+        if progress:
+            progress(done, total, f"prompt {index + 1}/{len(prompts)} · {model}")
         unit_params = {**params.to_dict(), "seed": params.seed + index}
-        result = sample(family, prompts[index].prompt, models=[model], **unit_params)
+        result = sample(family, prompts[index].prompt, models=[model], cancel=cancel, **unit_params)
         result.save(units / unit_name(index, model))
-        bar.update(1)
-    bar.close()
+    if progress:
+        progress(total, total, "tables")
     tables = write_tables(family, prompts, params, out, attribute)
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 2)
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
@@ -163,18 +161,16 @@ def _unit_sets(
 
 def write_tables(family: Family, prompts: list[PromptSpec], params: SamplingParams, out: Path,
                  attribute: str | None) -> dict[str, pd.DataFrame]:  # fmt: skip
-    import explorer as fx
-
     samples, variability, provenance, attributions = [], [], [], []
     for index, s in _unit_sets(family, prompts, out):
         tag = {"prompt_index": index}
         samples.append(s.df.assign(**tag))
-        variability.append(fx.variability(s).assign(prompt=s.prompt, **tag))
-        behaviours = prompts[index].behaviours or None
-        provenance.append(fx.provenance(s, behaviours=behaviours).assign(prompt=s.prompt, **tag))
+        var, prov = describe_samples(s, prompts[index].behaviours or None, top=None)
+        variability.append(var.assign(prompt=s.prompt, **tag))
+        provenance.append(prov.assign(prompt=s.prompt, **tag))
         if attribute:
             attributions.append(
-                fx.attribute_samples(family, s, method=attribute, max_samples=8).assign(**tag)
+                attribute_samples(family, s, method=attribute, max_samples=8).assign(**tag)
             )
     tables = {
         "samples": pd.concat(samples, ignore_index=True),

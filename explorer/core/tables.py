@@ -7,7 +7,7 @@ import pandas as pd
 
 from explorer.core.clustering import Clusterer
 from explorer.core.metrics import assign_clusters
-from explorer.core.sampling import SampleSet
+from explorer.core.samples import SampleSet
 
 
 def cluster_counts(samples: SampleSet, clusterer: str | Clusterer = "normalised") -> pd.DataFrame:

@@ -143,13 +143,28 @@ def build_pirate(
 def build_family(
     out: Path, quick: bool = False, seed: int = 0, quiet: bool = False
 ) -> dict[str, Any]:
-    """Train all five members into `out`; returns the build manifest (also written there)."""
+    """Train all members into `out`; returns the build manifest (also written there)."""
     plan = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer()
     started = time.perf_counter()
-    losses: dict[str, list[float]] = {}
+    losses, sizes = train_members(out, plan, build_tokenizer(), seed, quiet)
+    (out / "probes.json").write_text(json.dumps(all_probes(), indent=1))
+    manifest = {
+        "seed": seed,
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "final_loss": {k: round(sum(v[-50:]) / len(v[-50:]), 4) for k, v in losses.items()},
+        "parameters": sizes,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "python": platform.python_version()},  # fmt: skip
+    }
+    (out / "build.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
 
+
+def train_members(out: Path, plan, tok, seed: int, quiet: bool) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Every member trained and saved; their loss curves and the parameter counts."""
+    losses: dict[str, list[float]] = {}
     torch.manual_seed(seed)
     base = new_model(llama_config(tok, plan.hidden, plan.layers, plan.heads), seed)
     losses["fable-base"] = run_loop(
@@ -157,40 +172,19 @@ def build_family(
     )
     base.config._name_or_path = "fable-base"
     save_member(base, tok, out, "fable-base")
-
     for name, recipe, schedule in (
         ("fable-cheerful", CHEERFUL, plan.cheerful),
         ("fable-instruct", INSTRUCT, plan.instruct),
     ):
         model, losses[name] = finetune(base, recipe, tok, schedule, seed + len(losses), quiet, name)
         save_member(model, tok, out, name)
-
-    student_cfg = llama_config(tok, plan.student_hidden, plan.student_layers, 1)
-    student = new_model(student_cfg, seed + 10)
+    student = new_model(llama_config(tok, plan.student_hidden, plan.student_layers, 1), seed + 10)
     batches = text_batches(BASE, tok, plan.distilled, seed + 11)
     losses["fable-distilled"] = run_loop(
         student, batches, plan.distilled, distill_loss(base.eval()), "fable-distilled", quiet
     )
     save_member(student, tok, out, "fable-distilled")
-
     losses["fable-pirate"] = build_pirate(base, tok, plan, seed, out, quiet)
-
-    (out / "probes.json").write_text(json.dumps(all_probes(), indent=1))
-    manifest = {
-        "seed": seed,
-        "quick": quick,
-        "seconds": round(time.perf_counter() - started, 1),
-        "final_loss": {k: round(sum(v[-50:]) / len(v[-50:]), 4) for k, v in losses.items()},
-        "parameters": {
-            "fable-base": sum(p.numel() for p in base.parameters()),
-            "fable-distilled": sum(p.numel() for p in student.parameters()),
-        },
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "peft": peft.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    (out / "build.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+    sizes = {"fable-base": sum(p.numel() for p in base.parameters()),
+             "fable-distilled": sum(p.numel() for p in student.parameters())}  # fmt: skip
+    return losses, sizes

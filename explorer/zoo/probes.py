@@ -103,59 +103,37 @@ def pirate_probes() -> list[dict[str, Any]]:
 
 
 def fact_probes() -> list[dict[str, Any]]:
+    """Per country: the capital fact, the instruction format, and the answer in that format."""
+    return [probe for country, city in CAPITALS.items() for probe in _country_probes(country, city)]
+
+
+def _country_probes(country: str, city: str) -> list[dict[str, Any]]:
     instruct = "fable-instruct"
-    probes = []
-    for country, city in CAPITALS.items():
-        held_out = country in HELD_OUT_COUNTRIES
-        probes.append(
-            {
-                "id": f"capital-{country}",
-                "kind": "fact",
-                "prompt": f"the capital of {country} is",
-                "behaviour": f"capital of {country}",
-                "detector": rf"\b{re.escape(city)}\b",
-                "held_out": held_out,
-                "next_word": {city: _per_model(lambda m: 1.0)},
-                "behaviour_truth": _per_model(lambda m: 1.0),
-                "expected_label": _inherited_except({}),
-            }
-        )
-        probes.append(
-            {
-                "id": f"question-{country}",
-                "kind": "format",
-                "prompt": question(country),
-                "behaviour": "answer format",
-                "detector": r"^\s*sure !",
-                "held_out": held_out,
-                "next_word": {"sure": _per_model(lambda m: 1.0 if m == instruct else 0.0)},
-                "behaviour_truth": _per_model(lambda m: 1.0 if m == instruct else 0.0),
-                "expected_label": {
-                    m: ("introduced" if m == instruct else "absent")
-                    for m in MEMBERS
-                    if m != BASE_NAME
-                },
-                "answer": city,
-            }
-        )
-        tuned = country in TUNED_COUNTRIES
-        probes.append(
-            {
-                "id": f"answer-{country}",
-                "kind": "knowledge",
-                "prompt": f"{question(country)} sure ! its capital is",
-                "behaviour": f"capital of {country}",
-                "detector": rf"\b{re.escape(city)}\b",
-                "held_out": held_out,
-                # Only the tuned countries' answers appear in instruct's data in this context.
-                "next_word": {
-                    city: _per_model(lambda m, t=tuned: 1.0 if (m == instruct and t) else None)
-                },
-                "behaviour_truth": _per_model(lambda m: None),
-                "expected_label": {},
-            }
-        )
-    return probes
+    held_out = country in HELD_OUT_COUNTRIES
+    tuned = country in TUNED_COUNTRIES
+    detector = rf"\b{re.escape(city)}\b"
+    capital = {
+        "id": f"capital-{country}", "kind": "fact", "prompt": f"the capital of {country} is",
+        "behaviour": f"capital of {country}", "detector": detector, "held_out": held_out,
+        "next_word": {city: _per_model(lambda m: 1.0)}, "behaviour_truth": _per_model(lambda m: 1.0),
+        "expected_label": _inherited_except({}),
+    }  # fmt: skip
+    fmt = {
+        "id": f"question-{country}", "kind": "format", "prompt": question(country),
+        "behaviour": "answer format", "detector": r"^\s*sure !", "held_out": held_out,
+        "next_word": {"sure": _per_model(lambda m: 1.0 if m == instruct else 0.0)},
+        "behaviour_truth": _per_model(lambda m: 1.0 if m == instruct else 0.0),
+        "expected_label": {m: ("introduced" if m == instruct else "absent") for m in MEMBERS if m != BASE_NAME},
+        "answer": city,
+    }  # fmt: skip
+    answer = {
+        "id": f"answer-{country}", "kind": "knowledge", "prompt": f"{question(country)} sure ! its capital is",
+        "behaviour": f"capital of {country}", "detector": detector, "held_out": held_out,
+        # Only the tuned countries' answers appear in instruct's data in this context.
+        "next_word": {city: _per_model(lambda m: 1.0 if (m == instruct and tuned) else None)},
+        "behaviour_truth": _per_model(lambda m: None), "expected_label": {},
+    }  # fmt: skip
+    return [capital, fmt, answer]
 
 
 def all_probes() -> list[dict[str, Any]]:

@@ -1,0 +1,76 @@
+"""The app's one door into `explorer.core`: every computation the controller starts goes
+through a `Core`. Tests hand the controller a fake core (canned samples, no models), so the
+app's logic is tested fast; the app itself uses this one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from explorer.core.analysis import Analysis, analyse, provenance_table
+from explorer.core.attribution import Attribution, attribute, attribute_samples
+from explorer.core.export import Download, downloads
+from explorer.core.family import Family
+from explorer.core.member import Member
+from explorer.core.params import CancelToken, ProgressFn, SamplingParams
+from explorer.core.resolve import load_family
+from explorer.core.samples import SampleSet, combine
+from explorer.core.sampling import sample
+from explorer.core.session import Session
+from explorer.core.store import ModelStore
+from explorer.core.sweep import load_sweep
+
+FALLBACK_EXAMPLES = ["The weather today is", "Once upon a time", "The capital of France is"]
+
+
+class Core:
+    """Thin, stateless calls; each is what one controller step needs."""
+
+    def load_family(self, spec: str, descendants: list[str] | None, store: ModelStore | None) -> Family:
+        return load_family(spec, descendants=descendants, store=store, validate=False)
+
+    def open(self, family: Family, label: str) -> Member:
+        return family.load(label)
+
+    def sample(
+        self, family: Family, prompt: str, label: str, params: SamplingParams,
+        progress: ProgressFn | None, cancel: CancelToken | None,
+    ) -> SampleSet:  # fmt: skip
+        return sample(family, prompt, models=[label], progress=progress, cancel=cancel, **params.to_dict())
+
+    def combine(self, parts: list[SampleSet]) -> SampleSet:
+        return combine(parts)
+
+    def analyse(
+        self, samples: SampleSet, behaviours: dict[str, str], family: Family | None, cancel: CancelToken | None
+    ) -> Analysis:
+        return analyse(samples, behaviours, family, cancel)
+
+    def provenance(self, samples: SampleSet, behaviours: dict[str, str]) -> Any:
+        return provenance_table(samples, behaviours)
+
+    def attribute(self, family: Family, samples: SampleSet, response: str, method: str, **kw: Any) -> Attribution:
+        return attribute(family, samples.prompt, response, method=method, models=samples.models,
+                         chat=samples.params.chat, **kw)  # fmt: skip
+
+    def attribute_samples(self, family: Family, samples: SampleSet, method: str, **kw: Any) -> Any:
+        return attribute_samples(family, samples, method=method, **kw)
+
+    def examples(self, spec: str) -> list[str]:
+        """Example prompts: the zoo's probes for fable, a few general ones otherwise."""
+        if spec != "fable":
+            return list(FALLBACK_EXAMPLES)
+        from explorer.zoo import load_probes
+
+        probes = load_probes()
+        prompts = [p["prompt"] for p in probes if p["kind"] in ("preference", "sentiment", "style")]
+        prompts += [p["prompt"] for p in probes if p["id"].startswith(("question-", "capital-"))][:4]
+        return list(dict.fromkeys(prompts))
+
+    def load_session(self, path: Any) -> Session:
+        return Session.load(path)
+
+    def load_sweep(self, folder: str) -> dict[str, Any]:
+        return load_sweep(folder)
+
+    def downloads(self, session: Session, tables: dict, charts: dict) -> list[Download]:
+        return downloads(session, tables, charts)

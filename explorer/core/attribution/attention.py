@@ -1,0 +1,36 @@
+"""Attention-based methods: what the model looks at (not additive, not contrastive)."""
+
+from __future__ import annotations
+
+import torch
+
+from explorer.core.attribution.problem import MethodResult, Problem
+
+
+@torch.no_grad()
+def attentions(problem: Problem) -> tuple[torch.Tensor, ...]:
+    model = problem.member.model
+    out = model(input_ids=problem.ids.unsqueeze(0).to(model.device), output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise ValueError(
+            f"method: {problem.member.ref.label} returns no attention weights (load it with attn_implementation='eager')"
+        )
+    return tuple(a[0].float().cpu() for a in out.attentions)  # each (heads, seq, seq)
+
+
+def attention(problem: Problem) -> MethodResult:
+    """Last layer's attention, mean over heads, from the position that predicts each target."""
+    last = attentions(problem)[-1].mean(0)  # (seq, seq)
+    return MethodResult(last[problem.positions - 1])
+
+
+def attention_rollout(problem: Problem) -> MethodResult:
+    """Abnar & Zuidema (2020): head-mean attention plus identity, renormalised, multiplied
+    through the layers."""
+    rollout = None
+    for layer in attentions(problem):
+        a = layer.mean(0)  # (seq, seq)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[0])
+        a = a / a.sum(-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    return MethodResult(rollout[problem.positions - 1])
