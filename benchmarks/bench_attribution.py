@@ -190,12 +190,41 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
     return rows
 
 
+REAL_PROMPT = "Once upon a time, a fox went down to the river to drink, and there it met an old owl who said"
+REAL_RESPONSE = " that the river was deep and cold, and that the fox should not swim in it at night, for the moon"
+
+
+def run_real(family, label: str, repeats: int) -> list[dict]:
+    """The real SmolLM2-135M (GGUF): grad×input and occlusion against Captum, alternating."""
+    loaded = family.load(label)
+    model, tok = loaded.model, loaded.tokenizer
+    emb = model.get_input_embeddings()
+    target = torch.tensor(tok(REAL_RESPONSE, add_special_tokens=False)["input_ids"])
+    rows = []
+    pairs = [
+        ("grad×input", lambda: ours(family, label, REAL_PROMPT, REAL_RESPONSE, "grad_x_input"),
+         "Captum LLMGradientAttribution(LayerGradientXActivation)",
+         lambda: captum_gradient(model, tok, REAL_PROMPT, target, LayerGradientXActivation(model, emb))),
+        ("occlusion", lambda: ours(family, label, REAL_PROMPT, REAL_RESPONSE, "occlusion", replacement=0),
+         "Captum FeatureAblation, forward_in_tokens=False (its fastest correct mode)",
+         lambda: captum_occlusion(model, tok, REAL_PROMPT, target, forward_in_tokens=False)),
+    ]  # fmt: skip
+    for name, ours_fn, peer, peer_fn in pairs:
+        t_ours, t_peer, a, b = timed_pair(ours_fn, peer_fn, repeats)
+        diff = float((a - b).abs().max() / b.abs().max())
+        rows.append({"model": label, "method": name, "peer": peer, "ours_s": t_ours, "peer_s": t_peer,
+                     "speedup": t_peer / t_ours, "max_abs_diff": diff, "note": "relative diff"})  # fmt: skip
+        print_row(rows[-1])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--response-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=7, help="alternating runs per row (median)")
     parser.add_argument("--skip-gpt2", action="store_true")
     parser.add_argument("--skip-fable", action="store_true")
+    parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--max-steps", type=int, default=1024, help="cap for adaptive IG")
     args = parser.parse_args()
     rows = []
@@ -213,6 +242,10 @@ def main() -> None:
             1,
             args.max_steps,
         )
+    if not args.skip_real:
+        from real_family import BASE, family_dir
+
+        rows += run_real(fx.load_family(family_dir(), store=ModelStore()), BASE, args.repeats)
     print(
         f"\nAttribution of a {args.response_tokens}-token response, torch threads={torch.get_num_threads()}\n"
     )

@@ -1,7 +1,9 @@
 """Load test: 5 concurrent Voila sessions on fable in headless Chromium, each resampling 3
-times. Reports whether all finished without error, the wall time, and the server's peak memory
-(Voila plus its kernels, summed RSS, sampled every 0.2 s). Loopback only; bounded in count and
-time.
+times, against the same 15 resamples one after another in one session. Reports whether all
+finished without error, the resampling time of each (from the first click, once every page is
+ready, to the last result: page loads are not counted), their ratio, and the server's peak
+memory (Voila plus its kernels, summed RSS, sampled every 0.2 s). Loopback only; bounded in
+count and time.
 
     python benchmarks/bench_load.py [--sessions 5] [--resamples 3]
 """
@@ -54,14 +56,17 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-async def session(browser, url: str, resamples: int, errors: list[str]) -> None:
-    """One participant: open the app, resample `resamples` times with fresh seeds."""
+async def session(browser, url: str, resamples: int, errors: list[str], ready: asyncio.Barrier, spans: list) -> None:
+    """One participant: open the app, wait for the others, resample `resamples` times with
+    fresh seeds; `spans` gets (first click, last result) in perf_counter seconds."""
     ctx = await browser.new_context()
     page = await ctx.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     await page.goto(url, timeout=600_000)
     await page.wait_for_function(READY, timeout=600_000)
     seed = page.locator("input[type=number]").nth(5)
+    await ready.wait()
+    start = time.perf_counter()
     for r in range(resamples):
         await seed.fill(str(1000 + r))
         await seed.press("Tab")
@@ -69,20 +74,25 @@ async def session(browser, url: str, resamples: int, errors: list[str]) -> None:
         await page.wait_for_timeout(300)
         await page.wait_for_function(READY, timeout=600_000)
         await page.wait_for_function(FILLED, timeout=600_000)
+    spans.append((start, time.perf_counter()))
     if "Traceback" in await page.inner_text("body"):
         errors.append("traceback on page")
     await ctx.close()
 
 
-async def drive(url: str, sessions: int, resamples: int, errors: list[str]) -> None:
+async def drive(url: str, sessions: int, resamples: int, errors: list[str]) -> float:
+    """Seconds from the first click to the last result, over all sessions."""
     from playwright.async_api import async_playwright
 
+    spans: list[tuple[float, float]] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
-        await asyncio.gather(*(session(browser, url, resamples, errors) for _ in range(sessions)))
+        ready = asyncio.Barrier(sessions)
+        await asyncio.gather(*(session(browser, url, resamples, errors, ready, spans) for _ in range(sessions)))
         await browser.close()
+    return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
 def main() -> None:
@@ -100,17 +110,15 @@ def main() -> None:
 
         threading.Thread(target=watch, daemon=True).start()
         errors: list[str] = []
-        start = time.perf_counter()
-        asyncio.run(drive(url, args.sessions, args.resamples, errors))
-        seconds = time.perf_counter() - start
+        total = args.sessions * args.resamples
+        serial = asyncio.run(drive(url, 1, total, errors))
+        concurrent = asyncio.run(drive(url, args.sessions, args.resamples, errors))
         stop.set()
-    print(
-        "\n| sessions × resamples | all finished | errors | wall time (s) | server peak memory: Voila + kernels (MB) |"
-    )
-    print("|---|---|---|---|---|")
-    print(
-        f"| {args.sessions} × {args.resamples} | {'yes' if not errors else 'no'} | {len(errors)} | {seconds:.1f} | {peak[0]:.0f} |"
-    )
+    print(f"\n| resamples | concurrent: {args.sessions} sessions × {args.resamples} (s) | serial: 1 session × {total} (s) "
+          "| concurrent / serial | all finished | errors | server peak memory (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {total} | {concurrent:.1f} | {serial:.1f} | {concurrent / serial:.2f}× | {'yes' if not errors else 'no'} "
+          f"| {len(errors)} | {peak[0]:.0f} |")  # fmt: skip
     if errors:
         print("\n".join(errors[:10]))
 

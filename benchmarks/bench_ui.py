@@ -3,8 +3,10 @@
 Reports page-load-to-interactive (navigation until Resample can be clicked) and
 click-to-charts (Resample click until every response column is filled and the variability
 charts have redrawn) for fable with 3 models × 16 samples × 24 tokens. Median of --repeats.
+With --real: the real SmolLM2 family (2 models × 16 × 24), each click alternating with a bare
+`generate` of the same work in this process, and the ratio of the medians.
 
-    python benchmarks/bench_ui.py [--repeats 5]
+    python benchmarks/bench_ui.py [--repeats 5] [--real]
 """
 
 from __future__ import annotations
@@ -19,17 +21,101 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import browser_page, served  # noqa: E402
 
 READY = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)"
-MARK_OLD = "() => document.querySelectorAll('.vega-embed').forEach(e => e.dataset.old = '1')"
-FRESH = """() => document.querySelectorAll('.fx-responses select').length === 3 &&
+# A redrawn chart keeps its container and its SVG element (vega updates it in place): a chart
+# counts as redrawn when its drawing's content differs from the one marked before the click.
+HASH = "(t => [...t].reduce((h, c) => (h * 31 + c.charCodeAt(0)) | 0, 0))"
+MARK_OLD = f"() => document.querySelectorAll('.vega-embed svg.marks').forEach(e => e.dataset.old = {HASH}(e.innerHTML))"
+FRESH = f"""() => document.querySelectorAll('.fx-responses select').length === 3 &&
   [...document.querySelectorAll('.fx-responses select')].every(s => s.options.length === 16) &&
-  [...document.querySelectorAll('.vega-embed')].filter(e => !e.dataset.old && e.offsetParent !== null
-     && e.querySelector('canvas, svg')).length >= 3"""
+  [...document.querySelectorAll('.vega-embed svg.marks')].filter(e => e.offsetParent !== null
+     && e.dataset.old !== String({HASH}(e.innerHTML))).length >= 3"""
+
+
+def fresh_charts(columns: int, n: int) -> str:
+    return FRESH.replace("length === 3", f"length === {columns}").replace("length === 16", f"length === {n}")
+
+
+def real_notebook(folder: Path) -> Path:
+    """A notebook that opens the real family, 16 samples × 24 tokens, chat template on."""
+    import json
+
+    from real_family import family_dir
+
+    source = f"import explorer as fx\nfx.Explorer({str(family_dir())!r}, n=16, max_new_tokens=24, prompt='Tell me about the moon.', confirm_after=1e9)"
+    cells = [{"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [], "source": source}]
+    meta = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    path = folder / "real.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def bare_work():
+    """Sampling the same work with bare `generate`: 16 × 24 tokens from each real member."""
+    import torch
+    from real_family import family_dir
+
+    import explorer as fx
+    from explorer.core.member import encode_prompt, model_input
+
+    family = fx.load_family(family_dir())
+    members = [family.load(label) for label in family.labels]
+
+    def run() -> float:
+        start = time.perf_counter()
+        for m in members:
+            ids = encode_prompt(m, model_input(m, "Tell me about the moon.", "auto"), 24)
+            with torch.no_grad():
+                m.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=0,
+                                 max_new_tokens=24, num_return_sequences=16, pad_token_id=m.tokenizer.pad_token_id)  # fmt: skip
+        return time.perf_counter() - start
+
+    return run
+
+
+def real(repeats: int) -> None:
+    import tempfile
+
+    bare = bare_work()
+    bare()  # warm-up
+    clicks, bares = [], []
+    with tempfile.TemporaryDirectory() as tmp, served(str(real_notebook(Path(tmp))), timeout=300) as url, \
+            browser_page(height=1400) as page:  # fmt: skip
+        page.goto(url, timeout=300_000)
+        page.wait_for_function(READY, timeout=300_000)
+        page.get_by_role("tab", name="Variability").click()
+        seed = page.locator("input[type=number]").nth(5)
+        for i in range(repeats + 1):
+            page.evaluate(MARK_OLD)
+            seed.fill(str(200 + i))
+            seed.press("Tab")
+            start = time.perf_counter()
+            page.get_by_role("button", name="Resample").click()
+            page.wait_for_function(fresh_charts(2, 16), timeout=300_000)
+            elapsed = time.perf_counter() - start
+            print(f"click {i}: {elapsed:.2f} s", flush=True)
+            page.wait_for_function(READY, timeout=300_000)
+            if i:  # the first click warms the kernel's models up
+                clicks.append(elapsed)
+                bares.append(bare())
+        problems = list(page.problems)
+    ratio = statistics.median(clicks) / statistics.median(bares)
+    print("\n| measure (SmolLM2 family, 2 models × 16 samples × 24 tokens) | median (s) | min (s) | max (s) |")
+    print("|---|---|---|---|")
+    for name, values in (("Resample click to charts drawn", clicks), ("bare generate of the same work", bares)):
+        print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+    print(f"\nclick-to-charts / bare generate: {ratio:.2f}×")
+    if problems:
+        print("\nbrowser problems:", *problems[:5], sep="\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--real", action="store_true", help="the real SmolLM2 family instead of fable")
     args = parser.parse_args()
+    if args.real:
+        real(args.repeats)
+        return
     loads, clicks = [], []
     with served() as url, browser_page(height=1400) as page:
         for _ in range(args.repeats):  # each visit a fresh page (and so a fresh Voila kernel)

@@ -48,6 +48,10 @@ _API = {
     "register_backend": "explorer.core.served.backend",
     "ServerUnavailableError": "explorer.core.served.backend",
     "ModelLoadError": "explorer.core.errors",
+    "set_threads": "explorer.core.threads",
+    "get_threads": "explorer.core.threads",
+    "estimate": "explorer.core.estimate",
+    "Estimate": "explorer.core.estimate",
     "Explorer": "explorer.app",
     "load_probes": "explorer.zoo",
 }

@@ -9,9 +9,27 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-LABELS = ["base", "inherited", "introduced", "amplified", "suppressed", "absent", "inconclusive"]
-LABEL_COLOURS = ["#6b7280", "#2563eb", "#dc2626", "#f59e0b", "#7c3aed", "#d1d5db", "#9ca3af"]
+from explorer.core.tokens import display
+
+# One palette for provenance labels everywhere (the Findings matrix uses the same colours)
+LABEL_STYLE = {"base": "#6b7280", "introduced": "#7c3aed", "amplified": "#15803d", "suppressed": "#b91c1c",
+               "inherited": "#1d4ed8", "absent": "#d1d5db", "inconclusive": "#f59e0b"}  # fmt: skip
+LABELS, LABEL_COLOURS = list(LABEL_STYLE), list(LABEL_STYLE.values())
 PANEL = 170  # width of one model's panel, in pixels
+FIT = 860  # the widest a chart may be: the app's content box at a 1024 px window, less margins
+WRAP = 10  # tokens per line in the token-by-token charts
+CELL = 16  # heatmap cells, in pixels (at least MIN_CELL where a row must fit)
+MIN_CELL = 14
+
+
+def columns_that_fit(panel_width: float) -> int:
+    """How many panels of `panel_width` (plus the gap and axis) fit in FIT side by side."""
+    return max(1, int(FIT // (panel_width + 40)))
+
+
+def readable(df: pd.DataFrame, column: str = "token") -> pd.DataFrame:
+    """`column` as a person reads a token: line breaks and tabs as marks, never blank."""
+    return df.assign(**{column: df[column].map(lambda t: display(str(t)))})
 
 
 def _models(df: pd.DataFrame, column: str = "model") -> list[str]:
@@ -93,7 +111,7 @@ def behaviour_chart(prov: pd.DataFrame) -> alt.FacetChart:
 
 def first_token_chart(table: pd.DataFrame) -> alt.FacetChart:
     """First-token distribution per model: exact probability (bar) beside sampled share (tick)."""
-    long = table.melt(
+    long = readable(table).melt(
         id_vars=["model", "token"],
         value_vars=["exact", "sampled"],
         var_name="source",
@@ -101,7 +119,7 @@ def first_token_chart(table: pd.DataFrame) -> alt.FacetChart:
     )
     long = long.dropna(subset=["p"])
     return (
-        alt.Chart(long, title="First token: exact probability vs sampled share")
+        alt.Chart(long)
         .mark_bar()
         .encode(
             y=alt.Y("token:N", sort="-x", title=None),
@@ -119,8 +137,10 @@ def first_token_chart(table: pd.DataFrame) -> alt.FacetChart:
             tooltip=["model:N", "token:N", "source:N", alt.Tooltip("p:Q", format=".1%")],
         )
         .properties(width=PANEL, height=alt.Step(9))
-        .facet(column=alt.Column("model:N", sort=_models(table), title=None))
+        .facet(facet=alt.Facet("model:N", sort=_models(table), title=None, header=alt.Header(labelFontWeight="bold")),
+               columns=columns_that_fit(PANEL + 90))  # fmt: skip
         .resolve_scale(y="independent")
+        .properties(title="First token: exact probability vs sampled share")
     )
 
 
@@ -131,28 +151,36 @@ def entropy_chart(table: pd.DataFrame) -> alt.LayerChart:
     )
     base = alt.Chart(df, title="Entropy along the response").encode(
         x=alt.X("position:Q", title="response position (token)"),
-        color=alt.Color("model:N", sort=_models(df)),
-    )
-    band = base.mark_area(opacity=0.15).encode(y=alt.Y("lo:Q", title="entropy (nats)"), y2="hi:Q")
+        color=alt.Color("model:N", sort=_models(df), legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1)),
+    )  # fmt: skip
+    band = base.mark_area(opacity=0.15).encode(
+        y=alt.Y("lo:Q", title="entropy (nats)"), y2="hi:Q",
+        tooltip=["model:N", "position:Q", alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+    )  # fmt: skip
     line = base.mark_line(point=True).encode(
         y="mean:Q", tooltip=["model:N", "position:Q", alt.Tooltip("mean:Q", format=".3f"), "n:Q"]
     )
     return alt.layer(band, line).properties(width=420, height=200)
 
 
-def length_chart(samples_df: pd.DataFrame) -> alt.Chart:
-    """Distribution of response lengths (tokens), one panel per model."""
+def length_chart(samples_df: pd.DataFrame) -> alt.FacetChart:
+    """Distribution of response lengths (tokens), one panel per model; one bar per length
+    (lengths are whole numbers), panels wrapped into rows that fit."""
     df = samples_df[["model", "n_tokens"]]
+    lengths = list(range(int(df["n_tokens"].min()), int(df["n_tokens"].max()) + 1)) if len(df) else [0]
     return (
-        alt.Chart(df, title="Response length")
+        alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("n_tokens:Q", bin=alt.Bin(step=1), title="tokens"),
+            x=alt.X("n_tokens:O", scale=alt.Scale(domain=lengths), title="tokens",
+                    axis=alt.Axis(labelAngle=0, values=lengths[:: max(1, len(lengths) // 12)])),
             y=alt.Y("count():Q", title="samples"),
-            column=_column(df),
-            tooltip=["model:N", alt.Tooltip("n_tokens:Q", bin=alt.Bin(step=1)), "count():Q"],
-        )
+            tooltip=["model:N", alt.Tooltip("n_tokens:O", title="tokens"), alt.Tooltip("count():Q", title="samples")],
+        )  # fmt: skip
         .properties(width=PANEL - 40, height=140)
+        .facet(facet=alt.Facet("model:N", sort=_models(df), title=None, header=alt.Header(labelFontWeight="bold")),
+               columns=columns_that_fit(PANEL))  # fmt: skip
+        .properties(title="Response length")
     )
 
 
@@ -183,20 +211,28 @@ def token_ratio_chart(tokens: pd.DataFrame, value: str = "log_ratio") -> alt.Lay
     """One response, token by token, coloured by `log p_model − log p_base` (or another value):
     a row per model, so where the adaptation acts stands out."""
     limit = max(float(tokens[value].abs().max() or 0.0), 1e-6)
-    base = alt.Chart(tokens).encode(
-        x=alt.X("position:O", title="response token"),
+    tooltip = ["model:N", "position:O", "token:N", alt.Tooltip(f"{value}:Q", format="+.3f")]
+    colour = alt.Color(f"{value}:Q", scale=alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True),
+                       title="log p − log p_base")  # fmt: skip
+    return _token_lines(tokens, colour, tooltip)
+
+
+def _token_lines(tokens: pd.DataFrame, colour: alt.Color, tooltip: list) -> alt.FacetChart:
+    """Token cells coloured by `colour`, WRAP tokens to a line (a long response wraps instead of
+    running off the page), a row per model within each line."""
+    df = readable(tokens).assign(line=tokens["position"] // WRAP, column=tokens["position"] % WRAP)
+    base = alt.Chart().encode(
+        x=alt.X("column:O", title=None, axis=None, scale=alt.Scale(domain=list(range(WRAP)))),
         y=alt.Y("model:N", sort=_models(tokens), title=None),
+        tooltip=tooltip,
     )
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color(
-            f"{value}:Q",
-            scale=alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True),
-            title="log p − log p_base",
-        ),  # fmt: skip
-        tooltip=["model:N", "position:O", "token:N", alt.Tooltip(f"{value}:Q", format="+.3f")],
+    cells = base.mark_rect(stroke="white").encode(color=colour)
+    words = base.mark_text(fontSize=12, limit=60).encode(text="token:N")
+    return (
+        alt.layer(cells, words, data=df)
+        .properties(width=alt.Step(62), height=alt.Step(24))
+        .facet(row=alt.Row("line:O", title=None, header=alt.Header(labels=False)), spacing=6)
     )
-    words = base.mark_text(fontSize=12).encode(text="token:N")
-    return alt.layer(cells, words).properties(width=alt.Step(56), height=alt.Step(26))
 
 
 def _position_labels(df: pd.DataFrame, pos: str, token: str) -> tuple[pd.Series, list[str]]:
@@ -209,14 +245,16 @@ def _position_labels(df: pd.DataFrame, pos: str, token: str) -> tuple[pd.Series,
 def attribution_heatmaps(
     df: pd.DataFrame, title: str = "Attribution", value: str = "score"
 ) -> alt.Chart:
-    """Target × source heatmap per model, side by side, one colour scale shared by all models
-    (diverging and symmetric, so 0 is white everywhere)."""
-    data = df.copy()
+    """Target × source heatmap per model, side by side and wrapped into rows that fit, one
+    colour scale shared by all models (diverging and symmetric, so 0 is white everywhere)."""
+    data = df[["model", "target_pos", "target_token", "source_pos", "source_token", value]].copy()
     data["source"], sources = _position_labels(data, "source_pos", "source_token")
     data["target"], targets = _position_labels(data, "target_pos", "target_token")
+    data = data[["model", "source", "target", value]]  # only what is drawn travels to the page
     limit = max(float(data[value].abs().max() or 0.0), 1e-9)
+    cell = CELL if CELL * len(sources) + 150 <= FIT else MIN_CELL  # one model's panel fits a line
     return (
-        alt.Chart(data, title=title)
+        alt.Chart(data)
         .mark_rect()
         .encode(
             x=alt.X(
@@ -231,12 +269,12 @@ def attribution_heatmaps(
                 scale=alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True),
                 title=value,
             ),
-            column=alt.Column(
-                "model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")
-            ),
             tooltip=["model:N", "target:N", "source:N", alt.Tooltip(f"{value}:Q", format="+.4f")],
         )
-        .properties(width=alt.Step(16), height=alt.Step(16))
+        .properties(width=alt.Step(cell), height=alt.Step(cell))
+        .facet(facet=alt.Facet("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
+               columns=columns_that_fit(cell * len(sources) + 110))  # fmt: skip
+        .properties(title=title)
     )
 
 
@@ -260,17 +298,11 @@ def attribution_bars(spread: pd.DataFrame) -> alt.LayerChart:
     )
     bars = base.mark_bar().encode(y=alt.Y("mean:Q", title="attribution"))
     rules = base.mark_rule(color="#111827").encode(y="lo:Q", y2="hi:Q")
-    return alt.layer(bars, rules).properties(width=alt.Step(14), height=200)  # 14 px per bar
+    bar = max(3, min(14, FIT // max(1, len(sources) * len(models))))  # the step is per bar (xOffset)
+    return alt.layer(bars, rules).properties(width=alt.Step(bar), height=200)
 
 
 def token_prob_chart(tokens: pd.DataFrame) -> alt.LayerChart:
     """One response, token by token, coloured by the model's probability of each token."""
-    base = alt.Chart(tokens).encode(
-        x=alt.X("position:O", title="response token"), y=alt.Y("model:N", title=None)
-    )
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("prob:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="p(token)"),
-        tooltip=["model:N", "position:O", "token:N", alt.Tooltip("prob:Q", format=".3f")],
-    )
-    words = base.mark_text(fontSize=12).encode(text="token:N")
-    return alt.layer(cells, words).properties(width=alt.Step(56), height=alt.Step(26))
+    colour = alt.Color("prob:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="p(token)")
+    return _token_lines(tokens, colour, ["model:N", "position:O", "token:N", alt.Tooltip("prob:Q", format=".3f")])

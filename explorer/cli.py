@@ -67,6 +67,11 @@ def serve_parser() -> argparse.ArgumentParser:
         help="keep K kernels pre-started with the notebook already run (faster first page)",
     )
     parser.add_argument(
+        "--threads", type=threads_arg, default="auto", metavar="N|auto",
+        help="torch threads per computation: auto (default: a fair share of the free cores, "
+        "split among the computations running at once) or a fixed number",
+    )
+    parser.add_argument(
         "--cull-after",
         type=int,
         default=600,
@@ -106,10 +111,17 @@ def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
     return cmd
 
 
+def threads_arg(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise argparse.ArgumentTypeError(f"'auto' or a positive number of threads, not {value!r}")
+
+
 def serve(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     notebook = resolve_notebook(args.notebook)
     cmd = voila_command(args, notebook)
+    os.environ["FX_THREADS"] = args.threads  # the kernels Voila starts inherit the policy
     print(
         f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True
     )
@@ -144,6 +156,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribute", metavar="METHOD", help="also attribute samples with METHOD")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto", help="torch threads (default auto)")
     return p
 
 
@@ -174,6 +187,7 @@ def sweep(argv: list[str]) -> int:
     from explorer.core.params import SamplingParams
     from explorer.core.sweep import read_prompts, run_sweep, summary
 
+    fx.set_threads(int(args.threads) if args.threads.isdigit() else args.threads)
     try:
         family = fx.load_family(args.family, descendants=args.descendant or None)
         params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,

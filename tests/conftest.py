@@ -57,9 +57,29 @@ def fable_app(store):
     import explorer as fx
 
     def make(**settings):
+        settings.setdefault("confirm_after", 1e9)  # tests that ask first say so
         explorer = fx.Explorer("fable", store=store, **settings)
         assert explorer.wait(120)
         assert explorer.state.error == ""
         return explorer
 
     return make
+
+
+@pytest.fixture(scope="session")
+def real_family_dir():
+    """The real SmolLM2-135M family (GGUF base + a LoRA trained on it), built once per machine."""
+    import real_family
+
+    try:
+        return real_family.family_dir()
+    except real_family.Unavailable as err:  # no package registry: say why, like the vLLM lane
+        pytest.skip(f"the real-model family cannot be built here: {err}")
+
+
+@pytest.fixture(scope="session")
+def real(real_family_dir):
+    import explorer as fx
+    from explorer.core.store import ModelStore
+
+    return fx.load_family(real_family_dir, store=ModelStore())

@@ -12,6 +12,7 @@ from handmade import handmade
 from explorer.app.core import Core
 from explorer.core.analysis import analyse
 from explorer.core.errors import Cancelled
+from explorer.core.estimate import Estimate
 from explorer.core.family import Family
 from explorer.core.refs import ModelRef
 from explorer.core.samples import combine
@@ -52,6 +53,7 @@ class FakeCore(Core):
         self.weights, self.block, self.fail = weights, block or set(), fail
         self.sampling = threading.Event()  # set while a blocked model is sampling
         self.calls: list[str] = []
+        self.cost = 0.0  # seconds every estimate says
 
     def load_family(self, spec, descendants, store):
         if self.fail is not None:
@@ -75,8 +77,17 @@ class FakeCore(Core):
     def combine(self, parts):
         return combine(parts)
 
-    def analyse(self, samples, behaviours, family, cancel):
+    def analyse(self, samples, behaviours, family, cancel=None, progress=None):
         return analyse(samples, behaviours, None, cancel)  # no scoring: stand-ins have no weights
+
+    def add_scores(self, analysis, family, cancel=None, progress=None):
+        return analysis
+
+    def estimate(self, family, what, **kw):
+        return Estimate(what, self.cost, 0.0, 0, "stand-ins")
+
+    def attribution_estimate(self, family, samples, response, method, spread, max_samples):
+        return Estimate("attribution", self.cost, 0.0, 0, "stand-ins")
 
 
 def cancel_wait(cancel, seconds: float = 0.01) -> None:

@@ -38,7 +38,7 @@ def test_resample_fills_every_tab(app):
     assert len(s.samples.df) == 24
     columns = app.responses.columns.children
     assert len(columns) == 3
-    assert all(len(col.children[1].options) == 8 for col in columns)
+    assert all(len(col.children[-1].options) == 8 for col in columns)
     assert set(s.variability["model"]) == set(s.samples.models)
     assert s.cross is not None and s.log_ratio is not None
     assert "samples from 3 models" in s.status
@@ -75,14 +75,16 @@ def test_stop_cancels_and_keeps_finished_models(app):
     assert app.state.running == ""
     assert "Stopped" in app.state.status
     assert app.state.samples is not None
-    assert app.state.samples.models == ["fable-base"]  # the finished model's complete results
-    assert (app.state.samples.df.groupby("model").size() == 64).all()
+    finished = [m for m, frac in seen[0].items() if frac >= 1.0]  # when Stop was clicked
+    kept = app.state.samples.models
+    assert kept[: len(finished)] == finished and len(kept) < 5  # finished ones, not the rest
+    assert (app.state.samples.df.groupby("model").size() == 64).all()  # each one complete
 
 
 def test_choosing_a_response_attributes_it_in_every_model(app):
     resample(app)
     column = app.responses.columns.children[1]
-    select = column.children[1]
+    select = column.children[-1]
     select.value = select.options[0][1]
     assert app.wait(120)
     s = app.state
@@ -245,3 +247,107 @@ def test_a_redrawn_chart_reuses_its_widget():
     show_chart(box, None, "gone")
     assert widget.comm is None  # closed, not leaked
     assert "gone" in box.children[0].value
+
+
+def pick_first_response(app, column=1):
+    select = app.responses.columns.children[column].children[-1]
+    select.value = select.options[0][1]
+
+
+def test_the_estimate_appears_before_a_long_attribution_and_run_goes_on(fable_app):
+    app = fable_app(n=8, max_new_tokens=12, confirm_after=1e9)
+    resample(app)
+    pick_first_response(app)
+    assert app.wait(120) and app.state.attribution.meta["method"] == "grad_x_input"
+    app.state.confirm_after = 0.0  # every attribution counts as long now
+    app.attribution.method.value = "integrated_gradients"
+    assert app.wait(120)
+    question = app.state.confirm
+    assert question.startswith("Attribution ≈ ") and "on this machine" in question
+    assert "integrated_gradients in 5 models, then grad_x_input over" in question
+    assert app.confirm_bar.layout.display == "flex" and "Run or Cancel" in app.confirm_bar.message.value
+    assert app.state.attribution.meta["method"] == "grad_x_input"  # nothing ran before the answer
+    app.confirm_bar.run.click()
+    assert app.wait(300)
+    assert app.confirm_bar.layout.display == "none"
+    assert app.state.attribution.meta["method"] == "integrated_gradients"
+
+
+def test_stop_during_the_spread_over_samples_keeps_what_finished(app):
+    resample(app)
+    seen = []
+
+    def stop_at_first_spread(change):
+        if change["new"].get("spread over samples", 0) > 0 and not seen:
+            seen.append(change["new"]["spread over samples"])
+            app.sampling_panel.stop.click()
+
+    app.state.observe(stop_at_first_spread, names="progress")
+    pick_first_response(app)
+    assert app.wait(120)
+    s = app.state
+    assert seen and s.running == ""
+    assert s.attribution is not None and len(s.attribution.models) == 5  # the first part finished
+    assert s.status.startswith("Stopped: kept the attribution and the spread over the first")
+    spread = s.attribution_spread
+    assert spread is not None and 1 <= spread["n"].max() <= 2  # within one pass of the click
+    assert spread["model"].nunique() == 1  # only the model in flight had samples done
+
+
+def test_stop_during_cross_scoring_keeps_the_samples_and_the_scores_done(app):
+    seen = []
+
+    def stop_while_scoring(change):
+        if 0 < change["new"].get("scoring", 0) < 1 and not seen:
+            seen.append(change["new"]["scoring"])
+            app.sampling_panel.stop.click()
+
+    app.state.observe(stop_while_scoring, names="progress")
+    resample(app)
+    s = app.state
+    assert seen and s.running == ""
+    assert s.samples is not None and s.samples.models == s.family.labels  # every model sampled
+    assert s.status.startswith("Stopped while scoring: kept the samples and the scores under")
+    scorers = s.cross["scorer"].unique()
+    assert 1 <= len(scorers) < 5 and s.log_ratio is None  # stopped within a scorer of the click
+
+
+def test_findings_come_first_and_a_click_shows_the_responses_behind_one(fable_app):
+    app = fable_app(n=32, max_new_tokens=6)
+    assert app.tabs.selected_index == 0 and app.tabs.titles[0] == "Findings"
+    assert "Resample" in app.findings.intro.value and app.findings.examples.children  # empty state
+    resample(app)
+    s = app.state
+    table = s.findings
+    assert len(table) == s.provenance["behaviour"].nunique() * 4  # every behaviour × descendant
+    cells = [c for c in app.findings.matrix.children if isinstance(c, fx_button())]
+    assert len(cells) == len(table)
+    assert all(c.tooltip and " vs " in c.tooltip for c in cells)  # both rates on hover
+    cheerful = next(c for c in cells if "fable-cheerful" in c.tooltip and "sunny" in c.tooltip)
+    assert cheerful.description.startswith("amplified 100%")
+    assert "fable-cheerful amplified “≈ sunny”" in app.findings.sentences.value
+    cheerful.click()
+    assert s.focus == ("≈ sunny", "fable-cheerful")
+    behind = s.focus_responses
+    assert set(behind["model"]) <= {"fable-cheerful", "fable-base"} and len(behind[behind["model"] == "fable-cheerful"]) == 32
+    assert "Responses showing “≈ sunny”" in app.findings.behind.value and "32 of 32" in app.findings.behind.value
+
+
+def test_each_response_once_with_its_cluster_as_a_chip_that_shows_its_responses(app):
+    resample(app)
+    column = app.responses.columns.children[0]
+    select = column.children[-1]
+    assert len(select.options) == 8 and select.rows == 8  # every sample reachable
+    assert all("[" not in label for label, _ in select.options)  # the text once, no repeated tag
+    chips = column.children[1].children
+    assert chips and sum(int(c.description.rsplit("×", 1)[1]) for c in chips) <= 8
+    chips[0].click()
+    behaviour, model = app.state.focus
+    assert model == "fable-base" and behaviour.startswith("≈ ")
+    assert "Responses showing" in app.responses.behind.value
+
+
+def fx_button():
+    import ipywidgets
+
+    return ipywidgets.Button

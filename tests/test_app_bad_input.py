@@ -84,7 +84,7 @@ def test_a_descendant_with_another_vocabulary(app, tmp_path, zoo_path):
     s = app.state
     assert s.samples.models == ["fable-base", "chars"] and s.log_ratio is None
     column = app.responses.columns.children[0]
-    column.children[1].value = column.children[1].options[0][1]
+    column.children[-1].value = column.children[-1].options[0][1]
     assert app.wait(120) and s.error == ""
     assert "Log-ratios against the base are unavailable" in app.responses.token_note.value
     assert s.attribution.meta["align"] == "words"  # matrices line up word by word
@@ -110,7 +110,8 @@ def test_changing_the_family_during_a_run_leaves_no_stuck_thread(app):
 
 
 def test_a_closed_page_cancels_its_run(store):
-    app = fx.Explorer("fable", store=store, n=256, max_new_tokens=100, prompt="once upon a time")
+    app = fx.Explorer("fable", store=store, n=256, max_new_tokens=100, prompt="once upon a time",
+                      confirm_after=1e9)  # a long run that starts at once
     assert app.wait(120)
     app.sampling_panel.resample.click()
     time.sleep(0.5)

@@ -21,6 +21,7 @@ from explorer.core.attribution.gradients import embed
 from explorer.core.attribution.ig import path_contributions
 from explorer.core.attribution.problem import Problem, build_problem, target_scores
 from explorer.core.attribution.quadrature import clenshaw_curtis
+from explorer.core.teacher import PREFIX_GROUPS, batched_choices, first_difference, worth_sharing
 
 PROMPT = "once upon a time a fox went to the river . it ended"
 RESPONSE = "happily . the end"  # 'the end' is off-distribution: gradients have work to do
@@ -345,8 +346,8 @@ def test_adaptive_ig_stops_when_the_attributions_converge_not_only_their_sum(fab
         return torch.tensor(attr.matrix("fable-base").to_numpy())[0], extra
 
     reference, _ = row(n_steps=1024)
-    gap_only, gap_extra = row(convergence=1e9)
-    default, extra = row()
+    gap_only, gap_extra = row(convergence=1e9, budget=None)
+    default, extra = row(budget=None)  # the rule alone; the budget has a test of its own
 
     def error(scores):
         return ((scores - reference).abs().sum() / reference.abs().sum()).item()
@@ -371,3 +372,54 @@ def test_chunked_gradients_equal_one_pass_without_a_cache(fable, base, monkeypat
     uncached = gradients.target_gradients(p, rows)
     assert (chunked - uncached).abs().max() <= 1e-5 * uncached.abs().max()
     assert torch.equal(chunked[0], chunked[2])  # the repeated target
+
+
+@pytest.mark.parametrize("label", ["fable-base", "fable-pirate"])
+def test_rows_sharing_a_beginning_reuse_its_cache_and_score_the_same(fable, label):
+    """Occlusion's variants reuse the original's key-value cache up to where they differ."""
+    member = fable.load(label)
+    p = build_problem(member, PROMPT, RESPONSE, "never", None, None)
+    ids = p.ids
+    rows = ids.repeat(len(ids) - 1, 1)
+    rows[torch.arange(len(ids) - 1), torch.arange(len(ids) - 1)] = member.tokenizer.pad_token_id
+    rows = torch.cat([ids.unsqueeze(0), rows, ids.unsqueeze(0)])  # the last row repeats the first
+    pred, choices = p.positions - 1, p.choices
+    first = first_difference(rows)
+    order = first[first < rows.shape[1]].sort().values
+    assert worth_sharing(order, max(4, -(-len(order) // PREFIX_GROUPS)), rows.shape[1])  # the shared path runs
+    shared = member.choice_logprobs(rows, pred, choices)
+    with torch.no_grad():
+        plain = batched_choices(member, rows, pred, choices)
+    assert shared.shape == plain.shape == (len(rows), len(p.targets), 1)
+    assert (shared - plain).abs().max() <= 1e-5
+
+
+def test_targets_stopped_by_the_budget_are_flagged_never_passed_as_converged(fable, monkeypatch):
+    from explorer.core.attribution import ig
+
+    monkeypatch.setattr(ig, "FLOOR_WORK", 0)  # the budget per target alone, on a tiny model
+    prompt, response = "once upon a time a fox went to the river .", "it ended happily . the end"
+    kw = {"method": "integrated_gradients", "models": ["fable-base"]}
+    free = fx.attribute(fable, prompt, response, budget=None, **kw)
+    free_extra = free.meta["extra"]["fable-base"]
+    n = len(free_extra["steps_per_target"])
+    assert all(free_extra["converged"]) and free.df["converged"].all() and free.unconverged() == 0
+    tight = fx.attribute(fable, prompt, response, budget=9, **kw)
+    extra = tight.meta["extra"]["fable-base"]
+    used = extra["steps_per_target"]
+    assert extra["budget"] == 9 * n and extra["nodes"] == sum(used) <= 9 * n
+    assert extra["nodes"] < free_extra["nodes"]  # the budget stopped it early
+    converged = extra["converged"]
+    assert not all(converged)
+    for t, done in enumerate(converged):  # a flag is exactly the two checks
+        assert done == (extra["completeness_gap"][t] <= 0.01 and extra["change"][t] <= 0.05)
+        rows = tight.df[tight.df["target_pos"] == t]
+        assert (rows["converged"] == done).all()
+    assert f"{converged.count(False)} target(s) not converged" in tight.summary()
+    first_round_only = fx.attribute(fable, prompt, response, budget=5, **kw)
+    assert not any(first_round_only.meta["extra"]["fable-base"]["converged"])  # no change measured
+
+
+def test_the_budget_is_checked(fable):
+    with pytest.raises(ValueError, match="budget: None or an integer of at least 5"):
+        fx.attribute(fable, "the weather today is", "sunny .", method="integrated_gradients", budget=2)

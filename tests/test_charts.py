@@ -93,8 +93,9 @@ def test_entropy_chart(samples):
 def test_length_chart(samples):
     chart = charts.length_chart(samples.df)
     spec = chart.to_dict()
-    assert spec["encoding"]["column"]["field"] == "model"
-    assert spec["encoding"]["x"]["bin"] == {"step": 1}
+    assert spec["facet"]["field"] == "model" and spec["columns"] >= 1  # panels wrap into rows
+    x = spec["spec"]["encoding"]["x"]
+    assert x["type"] == "ordinal" and x["scale"]["domain"] == [2, 3]  # whole lengths, a bar for each
     assert sorted(r["n_tokens"] for r in data_of(spec)) == [2] * 7 + [3]
     png(chart)
 
@@ -117,8 +118,9 @@ def test_token_ratio_chart(fable):
     tokens = response_tokens(fx.log_ratio(fable, s), sample=0)
     chart = charts.token_ratio_chart(tokens)
     spec = chart.to_dict()
-    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    scale = spec["spec"]["layer"][0]["encoding"]["color"]["scale"]
     assert scale["domain"][0] == -scale["domain"][1]  # symmetric around "no change"
+    assert spec["facet"]["row"]["field"] == "line"  # long responses wrap
     assert {r["model"] for r in data_of(spec)} == {"fable-base", "fable-cheerful"}
     png(chart)
 
@@ -138,10 +140,10 @@ def test_attribution_heatmaps_share_one_symmetric_scale(fable):
     )
     chart = charts.attribution_heatmaps(attr.df)
     spec = chart.to_dict()
-    assert spec["encoding"]["column"]["field"] == "model"
-    scale = spec["encoding"]["color"]["scale"]
+    assert spec["facet"]["field"] == "model"
+    scale = spec["spec"]["encoding"]["color"]["scale"]
     assert scale["domain"][0] == -scale["domain"][1] == -attr.df["score"].abs().max()
-    assert spec["encoding"]["x"]["sort"][0] == "0 <bos>"
+    assert spec["spec"]["encoding"]["x"]["sort"][0] == "0 <bos>"
     png(chart)
     diff = attr.diff()
     diff_chart = charts.attribution_heatmaps(
@@ -162,3 +164,29 @@ def test_attribution_bars_show_mean_and_spread(fable):
     rows = data_of(spec)
     assert all(r["lo"] <= r["mean"] <= r["hi"] for r in rows)
     png(chart)
+
+
+def rendered_width(chart) -> float:
+    """The drawn width of a chart in pixels (its SVG, rendered by vl-convert)."""
+    import re
+
+    import vl_convert as vlc
+
+    svg = vlc.vegalite_to_svg(chart.to_json())
+    return float(re.search(r'<svg[^>]* width="([0-9.]+)"', svg).group(1))
+
+
+def test_charts_of_five_models_and_long_texts_fit_a_1024_px_page(fable):
+    """Wrapped rather than cut off: the widest chart of a 5-model run fits the content box."""
+    s = fx.sample(fable, "once upon a time", n=8, max_new_tokens=24, seed=0)
+    response = max(s.texts("fable-base"), key=len)
+    attr = fx.attribute(fable, s.prompt, response, method="grad_x_input")
+    tokens = response_tokens(fx.log_ratio(fable, s), sample=0)
+    widths = {
+        "first tokens": rendered_width(charts.first_token_chart(first_token_comparison(s))),
+        "lengths": rendered_width(charts.length_chart(s.df)),
+        "heatmaps": rendered_width(charts.attribution_heatmaps(attr.df)),
+        "tokens": rendered_width(charts.token_ratio_chart(tokens)),
+    }
+    print("\n" + ", ".join(f"{k} {v:.0f} px" for k, v in widths.items()))
+    assert all(v <= charts.FIT + 120 for v in widths.values()), widths  # legend beside: ≤ ~980 px

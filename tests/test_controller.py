@@ -114,3 +114,24 @@ def test_wait_on_the_main_thread_applies_what_the_job_queued():
 
     ctl = asyncio.run(main())
     assert ctl.state.family is not None and ctl.state.running == ""
+
+
+def test_long_work_asks_first_and_runs_only_when_confirmed():
+    core = FakeCore()
+    ctl = loaded(core, confirm_after=5.0)
+    core.cost = 40.0
+    ctl.resample()
+    assert ctl.wait(10)
+    s = ctl.state
+    assert s.confirm == "Sampling ≈ 40 s on this machine (stand-ins; ≈ 0 MiB) — Run or Cancel?"
+    assert s.samples is None and core.calls == []  # nothing ran yet
+    ctl.decline()
+    assert s.confirm == "" and s.samples is None and "nothing changed" in s.status
+    ctl.resample()
+    assert ctl.wait(10)
+    ctl.confirm()
+    assert ctl.wait(10)
+    assert s.confirm == "" and s.samples.models == ["base", "tuned"] and core.calls == ["base", "tuned"]
+    core.cost = 2.0  # under the threshold: runs at once
+    ctl.resample()
+    assert ctl.wait(10) and s.confirm == "" and core.calls == ["base", "tuned"] * 2

@@ -1,14 +1,15 @@
-"""Provenance: intervals, labels and sample-size hints — by hand and on the fable zoo's truth."""
+"""Provenance: intervals, labels and sample-size hints — by hand and on the fable zoo's truth.
+(The labels' family-wise error rate is simulated in test_labels.py.)"""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 from handmade import handmade
 
 import explorer as fx
-from explorer.core.provenance import label, samples_needed, wilson
+from explorer.core.findings import findings
+from explorer.core.labels import intervals_per_run, label, samples_needed
+from explorer.core.provenance import wilson
 from explorer.zoo import load_probes
 from explorer.zoo.language import HELD_OUT_COUNTRIES
 
@@ -39,9 +40,21 @@ def test_labels(base, desc, expected):
     assert label(base, desc) == expected
 
 
-def test_samples_needed_on_paper():
-    assert samples_needed(0.5, 0.6) == 388
-    assert math.isinf(samples_needed(0.3, 0.3))
+def test_more_comparisons_need_stronger_evidence():
+    """The same counts: decided alone, inconclusive among 40 labels' intervals."""
+    assert label((32, 64), (30, 64), 1) == "inherited"
+    assert label((32, 64), (30, 64), 40) == "inconclusive"
+    assert label((20, 64), (34, 64), 1) == "amplified"
+    assert label((20, 64), (34, 64), 40) == "inconclusive"
+
+
+def test_samples_needed_is_where_the_same_rates_would_be_decided():
+    k = intervals_per_run(1, 5)
+    n = samples_needed((32, 64), (30, 64), k)
+    assert 64 < n < 2000
+    p_b, p_d = 32 / 64, 30 / 64
+    assert label((round(p_b * n), n), (round(p_d * n), n), k) != "inconclusive"
+    assert samples_needed((10, 40), (20, 40), 9) is not None  # 25% vs 50%: a difference, in time
 
 
 def test_provenance_table_on_a_handmade_set():
@@ -77,9 +90,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("pid", CASES)
-def test_labels_match_the_zoo_truth_at_n64(fable, pid):
+def test_labels_match_the_zoo_truth_at_n192(fable, pid):
+    """Enough samples that "inherited" (rates within ±0.25, family-wise) is decided too."""
     probe = _probe(pid)
-    s = fx.sample(fable, probe["prompt"], n=64, seed=1)
+    s = fx.sample(fable, probe["prompt"], n=192, seed=1)
     table = fx.provenance(s, behaviours={probe["behaviour"]: probe["detector"]})
     got = dict(zip(table["model"], table["label"], strict=True))
     print(
@@ -110,3 +124,17 @@ def test_token_shift_separates_a_style_adapter_from_a_distillation(fable):
     shift = token_shift(fable, greedy).set_index("model")
     assert shift.loc["fable-distilled", "unshifted"] == 1.0
     assert shift.loc["fable-pirate", "shifted"] > 0  # `ahoy` is far down the base's ranking
+
+
+def test_findings_sum_up_the_changes_in_sentences(fable):
+    s = fx.sample(fable, "the weather today is", n=64, seed=3)
+    table = findings(fx.provenance(s, behaviours={"sunny": r"\bsunny\b", "ahoy": r"\b(ahoy|arr)\b"}))
+    assert len(table) == 2 * 4 and list(table["label"])[0] in ("introduced", "amplified")
+    cheerful = table[(table["model"] == "fable-cheerful") & (table["behaviour"] == "sunny")].iloc[0]
+    assert cheerful["label"] == "amplified"
+    assert cheerful["sentence"].startswith("fable-cheerful amplified “sunny”: 100% [")
+    assert cheerful["sentence"].endswith("in fable-base") and " vs " in cheerful["sentence"]
+    pirate = table[(table["model"] == "fable-pirate") & (table["behaviour"] == "ahoy")].iloc[0]
+    assert pirate["label"] in ("introduced", "amplified")
+    undecided = table[table["label"] == "inconclusive"]
+    assert undecided["n_needed"].notna().all() and table[table["label"] != "inconclusive"]["n_needed"].isna().all()

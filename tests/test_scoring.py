@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 import explorer as fx
 
@@ -69,3 +70,17 @@ def test_divergence_bad_arguments(fable):
         fx.divergence(fable, "the weather today is", "")
     with pytest.raises(ValueError, match="^prompt: is empty"):
         fx.divergence(fable, " ", "sunny")
+
+
+def test_a_scorers_own_samples_reuse_the_log_probs_recorded_while_sampling(fable, weather):
+    from explorer.core.scoring import sample_logprobs_under
+
+    reused = sample_logprobs_under(fable, weather, "fable-cheerful")
+    forced = sample_logprobs_under(fable, weather, "fable-cheerful", reuse_own=False)
+    own = (weather.df["model"] == "fable-cheerful").to_numpy()
+    assert own.sum() > 0 and len(reused) == len(forced) == len(weather.df)
+    for i, (a, b) in enumerate(zip(reused, forced, strict=True)):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() <= 1e-4 if len(a) else True
+        if not own[i]:
+            assert torch.equal(a, b)  # the other models' samples are scored, not reused

@@ -7,11 +7,12 @@ from typing import Any
 import ipywidgets as w
 
 from explorer.app.controller import Controller
-from explorer.app.panels import Banner, FamilyPanel, PromptPanel, SamplingPanel, header
+from explorer.app.findings_view import FindingsView
+from explorer.app.panels import Banner, ConfirmBar, FamilyPanel, PromptPanel, SamplingPanel, header
 from explorer.app.state import AppState
 from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
 
-TABS = ["Responses", "Variability", "Attribution", "Data"]
+TABS = ["Findings", "Responses", "Variability", "Attribution", "Data"]
 
 
 def enable_offline_charts() -> None:
@@ -57,13 +58,15 @@ class Explorer(w.VBox):
         self.family_panel = FamilyPanel(state, ctl)
         self.prompt_panel = PromptPanel(state, ctl)
         self.sampling_panel = SamplingPanel(state, ctl)
+        self.findings = FindingsView(state, ctl)
         self.responses = ResponsesView(state, ctl)
         self.variability = VariabilityView(state, ctl)
         self.attribution = AttributionView(state, ctl)
         self.data = DataView(state, ctl)
-        self.tabs = w.Tab(children=[self.responses, self.variability, self.attribution, self.data], titles=TABS)
+        self.tabs = w.Tab(children=[self.findings, self.responses, self.variability, self.attribution, self.data], titles=TABS)
         top = w.HBox([self.family_panel, self.prompt_panel, self.sampling_panel], layout=w.Layout(flex_flow="row wrap"))
-        return [header(), Banner(state), top, self.tabs]
+        self.confirm_bar = ConfirmBar(state, ctl)
+        return [header(), Banner(state), self.confirm_bar, top, self.tabs]
 
     def _start(self, family: Any) -> None:
         if isinstance(family, str):

@@ -11,6 +11,14 @@ import re
 from typing import Any
 
 from explorer.app.core import Core
+from explorer.app.derived import (
+    attribution_views,
+    chosen_tokens,
+    method_table,
+    needs_weights,
+    spread_method,
+    summary,
+)
 from explorer.app.jobs import Job, Runner
 from explorer.app.state import AppState
 from explorer.core.errors import Cancelled, ModelLoadError
@@ -19,7 +27,7 @@ from explorer.core.params import SamplingParams, check_prompt
 MAX_SPREAD_SAMPLES = 8
 CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
            "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
-           "log_ratio": None, "chosen": None, "chosen_tokens": None, "attribution": None,
+           "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
            "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
            "downloads": []}  # fmt: skip
 
@@ -29,6 +37,7 @@ class Controller:
         self.state, self.store = state, store
         self.core = core or Core()
         self.runner = Runner(state)
+        self._pending = None  # the work a question waits on (see `_ask`)
         self.assign(methods=method_table())
 
     # --- running work ---------------------------------------------------------------------------
@@ -102,8 +111,9 @@ class Controller:
 
     # --- sampling -------------------------------------------------------------------------------
 
-    def resample(self) -> Job | None:
-        """Sample every selected model; a click while sampling is ignored (use Stop)."""
+    def resample(self, confirmed: bool = False) -> Job | None:
+        """Sample every selected model; a click while sampling is ignored (use Stop). A run
+        estimated over `state.confirm_after` seconds asks first (`confirm`)."""
         s = self.state
         if s.running == "Sampling":
             return None
@@ -120,33 +130,81 @@ class Controller:
             self.fail(str(err))
             return None
         family, prompt, behaviours = s.family.subset(list(s.selected)), s.prompt, dict(s.behaviours)
-        return self.submit("Sampling", lambda job: self._sample(job, family, prompt, params, behaviours))
+
+        def work(job: Job) -> dict:
+            if not confirmed:
+                cost = self.core.estimate(family, "sample", prompt=prompt, n=params.n,
+                                          max_new_tokens=params.max_new_tokens, chat=params.chat)  # fmt: skip
+                question = self._ask(cost, "Sampling", lambda: self.resample(confirmed=True))
+                if question:
+                    return {"confirm": question, "status": ""}
+            return self._sample(job, family, prompt, params, behaviours)
+
+        return self.submit("Sampling", work)
+
+    # --- asking before long work ----------------------------------------------------------------
+
+    def _ask(self, cost, what: str, run) -> str:
+        """The question to ask before `run` ("" for none): when the estimate passes
+        `state.confirm_after`, the action waits until `confirm` or `decline`."""
+        seconds = cost.seconds
+        if seconds is None or seconds <= self.state.confirm_after:
+            return ""
+        self._pending = run
+        return f"{what} {cost} — Run or Cancel?"
+
+    def confirm(self) -> Job | None:
+        """Run the work the app asked about."""
+        run, self._pending = self._pending, None
+        self.assign(confirm="")
+        return run() if run is not None else None
+
+    def decline(self) -> None:
+        self._pending = None
+        self.assign(confirm="", status="Cancelled before it started: nothing changed.")
 
     def _sample(self, job: Job, family, prompt: str, params: SamplingParams, behaviours) -> dict:
-        done: list = []
+        """Each model in turn, then the analysis; Stop keeps the models (or scores) that finished."""
         totals = {label: 0.0 for label in family.labels}
 
         def progress(label: str, step: int, total: int) -> None:
             totals[label] = step / max(total, 1)
-            job.publish(progress=dict(totals))
+            job.report(totals)
 
+        done: list = []
         try:
             for label in family.labels:
                 done.append(self.core.sample(family, prompt, label, params, progress, job.cancel))
-                totals[label] = 1.0
         except Cancelled:
             if not done or job.abandoned:
                 raise
             partial = self.core.combine(done)
-            kept = ", ".join(partial.models)
-            return {**self._analysed(family, partial, behaviours), "status": f"Stopped: kept the finished models ({kept})"}
-        samples = self.core.combine(done)
-        return {**self._analysed(family, samples, behaviours, job.cancel), "status": summary(samples)}
+            status = f"Stopped: kept the finished models ({', '.join(partial.models)})"
+            return {**self._analysed(family, partial, behaviours), "status": status}
+        return self._analysed_or_partial(job, family, self.core.combine(done), behaviours, totals)
 
-    def _analysed(self, family, samples, behaviours, cancel=None) -> dict[str, Any]:
-        """Everything the tabs show that follows from the samples."""
-        analysis = self.core.analyse(samples, behaviours, family, cancel)
-        return {**CLEARED, **analysis.as_dict()}
+    def _analysed_or_partial(self, job: Job, family, samples, behaviours, totals: dict) -> dict:
+        """The quick tables first (published at once: responses and charts appear), then the
+        scoring — cross-scores and log-ratios — with progress; Stop keeps what was scored."""
+        quick = self.core.analyse(samples, behaviours, None)
+        job.show(**{**CLEARED, **quick.as_dict()}, status=f"{summary(samples)}; scoring under each model…")
+
+        def progress(scorer: str, done: int, total: int) -> None:
+            job.report({**totals, "scoring": done / total})
+
+        try:
+            scored = self.core.add_scores(quick, family, job.cancel, progress)
+        except Cancelled as err:  # Stop while scoring: keep the samples and what was scored
+            if job.abandoned or err.partial is None:
+                raise
+            cross = err.partial.cross
+            kept = f"the scores under {', '.join(cross['scorer'].unique())}" if cross is not None and len(cross) else "no cross-scores"
+            return {"cross": cross, "status": f"Stopped while scoring: kept the samples and {kept}"}
+        return {"cross": scored.cross, "log_ratio": scored.log_ratio, "status": summary(samples)}
+
+    def _analysed(self, family, samples, behaviours=None) -> dict:
+        """Everything the tabs show that follows from the samples, all at once."""
+        return {**CLEARED, **self.core.analyse(samples, behaviours, family).as_dict()}
 
     # --- behaviours -----------------------------------------------------------------------------
 
@@ -174,7 +232,22 @@ class Controller:
 
     def _refresh_provenance(self) -> None:
         if self.state.samples is not None:
-            self.assign(provenance=self.core.provenance(self.state.samples, dict(self.state.behaviours)))
+            table = self.core.provenance(self.state.samples, dict(self.state.behaviours))
+            self.assign(provenance=table, findings=self.core.findings(table), focus=None, focus_responses=None)
+
+    def focus(self, behaviour: str, model: str) -> None:
+        """Show the responses behind one finding: the descendant's and the base's samples that
+        show the behaviour."""
+        s = self.state
+        if s.samples is None:
+            return
+        try:
+            shown = self.core.responses_behind(s.samples, s.clusters, dict(s.behaviours), behaviour,
+                                               [s.samples.models[0], model])  # fmt: skip
+        except ValueError as err:
+            self.fail(str(err))
+            return
+        self.assign(focus=(behaviour, model), focus_responses=shown)
 
     # --- attribution ----------------------------------------------------------------------------
 
@@ -202,22 +275,57 @@ class Controller:
             return None
         return self.choose(*s.chosen)
 
-    def _attribute(self, response: str) -> Job | None:
+    def set_units(self, units: str) -> Job | None:
+        """Show attributions per word or per token ("auto": words where tokens split words)."""
+        self.assign(units=units)
+        s = self.state
+        return self.choose(*s.chosen) if s.chosen is not None and s.samples is not None else None
+
+    def _attribute(self, response: str, confirmed: bool = False) -> Job | None:
         s = self.state
         if not response.strip():
             self.fail("This response is empty (the model ended at once): choose another to attribute.")
             return None
-        samples, method = s.samples, s.method
+        samples, method, units = s.samples, s.method, s.units
         family = s.family.subset([m for m in samples.models if m != s.family.base.label])
+        spread = spread_method(method)
 
         def work(job: Job) -> dict[str, Any]:
-            attr = self.core.attribute(family, samples, response, method, cancel=job.cancel)
-            job.publish(**attribution_views(attr), status=f"Attributed with {method}; measuring spread over samples…")
-            spread = self.core.attribute_samples(family, samples, spread_method(method),
-                                                 max_samples=MAX_SPREAD_SAMPLES, cancel=job.cancel)  # fmt: skip
-            return {"attribution_spread": spread, "status": f"Attributed with {method}"}
+            if not confirmed:
+                cost = self.core.attribution_estimate(family, samples, response, method, spread, MAX_SPREAD_SAMPLES)
+                question = self._ask(cost, "Attribution", lambda: self._attribute(response, confirmed=True))
+                if question:
+                    return {"confirm": question, "status": ""}
+            align = self.core.alignment(family, samples, response, units)
+            return self._attributed(job, family, samples, response, method, align)
 
         return self.submit("Attributing", work)
+
+    def _attributed(self, job: Job, family, samples, response: str, method: str, align: str) -> dict[str, Any]:
+        """The chosen response in every model, then the spread over each model's own samples,
+        with progress; Stop keeps what finished (the models attributed, the samples spread)."""
+
+        def progress(part: str):
+            return lambda model, done, total: job.report({part: done / max(total, 1)})
+
+        try:
+            attr = self.core.attribute(family, samples, response, method, align=align,
+                                       cancel=job.cancel, progress=progress("attribution"))  # fmt: skip
+        except Cancelled as err:
+            if job.abandoned or err.partial is None:
+                raise
+            return {**attribution_views(err.partial), "status": f"Stopped: kept the attribution in {', '.join(err.partial.models)}"}
+        job.publish(**attribution_views(attr), status=f"Attributed with {method}; measuring spread over samples…")
+        try:
+            spread = self.core.attribute_samples(family, samples, spread_method(method), align=align,
+                                                 max_samples=MAX_SPREAD_SAMPLES, cancel=job.cancel,
+                                                 progress=progress("spread over samples"))  # fmt: skip
+        except Cancelled as err:
+            if job.abandoned or err.partial is None:
+                raise
+            n = int(err.partial["n"].max()) if len(err.partial) else 0
+            return {"attribution_spread": err.partial, "status": f"Stopped: kept the attribution and the spread over the first {n} samples per model"}
+        return {"attribution_spread": spread, "status": f"Attributed with {method}"}
 
     # --- sessions, sweeps, downloads ------------------------------------------------------------
 
@@ -271,45 +379,3 @@ class Controller:
         self.assign(downloads=files, error="")
         return True
 
-
-def summary(samples) -> str:
-    seconds = sum(samples.meta.get("seconds", {}).values())
-    return f"{len(samples.df)} samples from {len(samples.models)} models in {seconds:.1f} s (seed {samples.params.seed})"
-
-
-def spread_method(method: str) -> str:
-    """Integrated gradients over every sample is costly; its cheap additive cousin stands in."""
-    return "grad_x_input" if method == "integrated_gradients" else method
-
-
-def chosen_tokens(state: AppState, model: str, sample: int) -> dict[str, Any]:
-    """The chosen response token by token: its log-ratios against the base (when the family
-    shares a tokenizer) and the model's probability of each token."""
-    from explorer.core.tables import token_probabilities
-
-    ratio = None
-    if state.log_ratio is not None:
-        lr = state.log_ratio
-        ratio = lr[(lr["model"] == model) & (lr["sample"] == sample)]
-    return {"log_ratio": ratio, "prob": token_probabilities(state.samples, model, sample)}
-
-
-def attribution_views(attr) -> dict[str, Any]:
-    """The attribution, its difference from the base, and a sentence on what it shows."""
-    diff = attr.diff()
-    diff = diff[diff["model"] != attr.models[0]]
-    return {"attribution": attr, "attribution_diff": diff if len(diff) else None,
-            "attribution_note": attr.summary()}  # fmt: skip
-
-
-def method_table() -> list[tuple[str, bool]]:
-    """(method, needs weights) for every registered method, read afresh: methods registered
-    after the app was made appear too."""
-    from explorer.core.attribution import list_methods
-
-    return [(row.method, row.needs != "forward") for row in list_methods().itertuples()]
-
-
-def needs_weights(method: str) -> bool:
-    """Whether an attribution method needs local weights (gradients or attention)."""
-    return dict(method_table()).get(method, False)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from explorer.core.analysis import Analysis, analyse, provenance_table
+from explorer.core.alignment import default_alignment
+from explorer.core.analysis import Analysis, add_scores, analyse, provenance_table
 from explorer.core.attribution import Attribution, attribute, attribute_samples
+from explorer.core.estimate import Estimate, estimate
 from explorer.core.export import Download, downloads
 from explorer.core.family import Family
+from explorer.core.findings import findings, responses_behind
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, ProgressFn, SamplingParams
 from explorer.core.resolve import load_family
@@ -41,12 +44,32 @@ class Core:
         return combine(parts)
 
     def analyse(
-        self, samples: SampleSet, behaviours: dict[str, str], family: Family | None, cancel: CancelToken | None
+        self, samples: SampleSet, behaviours: dict[str, str] | None, family: Family | None,
+        cancel: CancelToken | None = None, progress: ProgressFn | None = None,
+    ) -> Analysis:  # fmt: skip
+        return analyse(samples, behaviours, family, cancel, progress)
+
+    def add_scores(
+        self, analysis: Analysis, family: Family, cancel: CancelToken | None = None, progress: ProgressFn | None = None
     ) -> Analysis:
-        return analyse(samples, behaviours, family, cancel)
+        return add_scores(analysis, family, cancel, progress)
 
     def provenance(self, samples: SampleSet, behaviours: dict[str, str]) -> Any:
         return provenance_table(samples, behaviours)
+
+    def findings(self, provenance: Any) -> Any:
+        return findings(provenance)
+
+    def responses_behind(self, samples: SampleSet, clusters: Any, behaviours: dict[str, str], behaviour: str,
+                         models: list[str]) -> Any:  # fmt: skip
+        return responses_behind(samples, clusters, behaviours, behaviour, models)
+
+    def alignment(self, family: Family, samples: SampleSet, response: str, units: str) -> str:
+        """The units attributions are shown in: the user's choice, or (auto) words where
+        tokens split words or the members tokenize differently."""
+        if units != "auto":
+            return units
+        return default_alignment(family, samples.models, f"{samples.prompt} {response}")
 
     def attribute(self, family: Family, samples: SampleSet, response: str, method: str, **kw: Any) -> Attribution:
         return attribute(family, samples.prompt, response, method=method, models=samples.models,
@@ -54,6 +77,21 @@ class Core:
 
     def attribute_samples(self, family: Family, samples: SampleSet, method: str, **kw: Any) -> Any:
         return attribute_samples(family, samples, method=method, **kw)
+
+    def estimate(self, family: Family, what: str, **kw: Any) -> Estimate:
+        return estimate(family, what, **kw)
+
+    def attribution_estimate(
+        self, family: Family, samples: SampleSet, response: str, method: str, spread: str, max_samples: int
+    ) -> Estimate:
+        """The chosen response in every model, plus the spread over each model's own samples."""
+        one = estimate(family, "attribute", prompt=samples.prompt, response=response, method=method,
+                       models=samples.models, chat=samples.params.chat)  # fmt: skip
+        many = estimate(family, "attribute_samples", samples=samples, method=spread, max_samples=max_samples)
+        if one.seconds is None or many.seconds is None:
+            return one
+        return Estimate("attribution", one.seconds + many.seconds, one.token_passes + many.token_passes,
+                        max(one.memory_bytes, many.memory_bytes), f"{one.detail}, then {many.detail}")  # fmt: skip
 
     def examples(self, spec: str) -> list[str]:
         """Example prompts: the zoo's probes for fable, a few general ones otherwise."""

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from explorer.core.params import CancelToken
 
 log = logging.getLogger(__name__)
 EXPECTED = (ValueError, TypeError, ModelLoadError, FileNotFoundError, OSError)
+PROGRESS_EVERY = 0.25  # seconds between progress messages to the page
+SHOW_WAIT = 10.0  # seconds a job waits for its results to be shown before going on
 
 
 class Job:
@@ -34,6 +37,7 @@ class Job:
         self.runner, self.generation, self.name = runner, generation, name
         self.cancel = CancelToken()
         self.abandoned = False  # nobody is watching: skip the work of showing partial results
+        self._last_report, self._reported = 0.0, {}
 
     @property
     def current(self) -> bool:
@@ -42,6 +46,25 @@ class Job:
     def publish(self, **values: Any) -> None:
         """Queue values for the state, applied on the main thread while this job is current."""
         self.runner.deliver(self.generation, values)
+
+    def show(self, **values: Any) -> None:
+        """Publish, and wait (up to SHOW_WAIT seconds) until the main thread has applied the
+        values — views drawn, charts built — before going on: work that follows (scoring)
+        would otherwise take the cores the page needs to show the results."""
+        applied = threading.Event()
+        self.runner.deliver(self.generation, values, applied)
+        applied.wait(SHOW_WAIT)
+
+    def report(self, progress: dict[str, float]) -> None:
+        """Publish progress at most every PROGRESS_EVERY seconds (and when a part begins or
+        completes): each update is a message to the page, and a busy page slows the work it
+        reports on."""
+        now = time.monotonic()
+        complete = any(v >= 1.0 and self._reported.get(k, 0.0) < 1.0 for k, v in progress.items())
+        begins = any(k not in self._reported for k in progress)
+        if complete or begins or now - self._last_report >= PROGRESS_EVERY:
+            self._last_report, self._reported = now, dict(progress)
+            self.publish(progress=dict(progress))
 
 
 Work = Callable[[Job], dict[str, Any] | None]
@@ -56,7 +79,7 @@ class Runner:
         self._job: Job | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._queue: deque[tuple[int | None, dict[str, Any]]] = deque()
+        self._queue: deque[tuple[int | None, dict[str, Any], threading.Event | None]] = deque()
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # not in a kernel: deliver at once
@@ -73,10 +96,11 @@ class Runner:
             for name, value in values.items():
                 setattr(self.state, name, value)
 
-    def deliver(self, generation: int | None, values: dict[str, Any]) -> None:
+    def deliver(self, generation: int | None, values: dict[str, Any], applied: threading.Event | None = None) -> None:
         """Apply on the main thread: at once when called there (or without a loop), else queued
-        for the loop. `generation` None applies whatever job is current."""
-        self._queue.append((generation, values))
+        for the loop. `generation` None applies whatever job is current; `applied` is set once
+        the values were applied (or dropped)."""
+        self._queue.append((generation, values, applied))
         if self._loop is None or threading.current_thread() is self._main:
             self.drain()
         else:
@@ -86,9 +110,13 @@ class Runner:
     def drain(self) -> None:
         """Apply every queued update whose job is still current, in order."""
         while self._queue:
-            generation, values = self._queue.popleft()
-            if generation is None or generation == self.generation:
-                self.assign(**values)
+            generation, values, applied = self._queue.popleft()
+            try:
+                if generation is None or generation == self.generation:
+                    self.assign(**values)
+            finally:
+                if applied is not None:
+                    applied.set()
 
     def submit(self, name: str, work: Work) -> Job:
         """Run `work` on a worker thread; a newer submit supersedes (and cancels) this one."""

@@ -35,6 +35,27 @@ class Banner(w.HTML):
             self.value = ""
 
 
+class ConfirmBar(w.HBox):
+    """The question the app asks before long work: its estimate, Run and Cancel."""
+
+    def __init__(self, state: AppState, ctl: Controller) -> None:
+        self.state = state
+        self.message = w.HTML()
+        self.run = w.Button(description="Run", icon="play", button_style="warning")
+        self.cancel = w.Button(description="Cancel")
+        self.run.on_click(lambda _: ctl.confirm())
+        self.cancel.on_click(lambda _: ctl.decline())
+        super().__init__([self.message, self.run, self.cancel], layout=w.Layout(align_items="center"))
+        self.add_class("fx-confirm")
+        state.observe(self.redraw, names=["confirm"])
+        self.redraw()
+
+    def redraw(self, _=None) -> None:
+        asked = self.state.confirm
+        self.message.value = f"<div class='fx-status'>{escape(asked)}</div>" if asked else ""
+        self.layout.display = "flex" if asked else "none"
+
+
 class FamilyPanel(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         from explorer.core.resolve import list_presets
@@ -47,7 +68,7 @@ class FamilyPanel(w.VBox):
         )
         self.extra = w.Text(placeholder="comma-separated ids or folders", description="Add")
         self.members = w.SelectMultiple(
-            description="Compare", rows=5, layout=w.Layout(width="330px")
+            description="Compare", rows=5, layout=w.Layout(width="290px")
         )
         self.load = w.Button(description="Load", icon="download", button_style="primary")
         self.progress = w.FloatProgress(
@@ -55,9 +76,8 @@ class FamilyPanel(w.VBox):
         )
         self.load.on_click(self.on_load)
         self.members.observe(self.on_members, names="value")
-        state.observe(
-            self.redraw, names=["available", "selected", "relations", "running", "progress"]
-        )
+        state.observe(self.redraw, names=["available", "selected", "relations"])
+        state.observe(self.redraw_loading, names=["running", "progress"])
         super().__init__(
             [
                 section(
@@ -99,6 +119,10 @@ class FamilyPanel(w.VBox):
                 self.members.value = tuple(d for d in s.selected if d in s.available)
         finally:
             self._redrawing = False
+        self.redraw_loading()
+
+    def redraw_loading(self, _=None) -> None:
+        s = self.state
         loading = s.running == "Loading"
         self.load.disabled = loading
         self.progress.layout.visibility = "visible" if loading else "hidden"
@@ -109,10 +133,10 @@ class PromptPanel(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
         self.text = w.Textarea(
-            value=state.prompt, placeholder="Type a prompt", rows=3, layout=w.Layout(width="360px")
+            value=state.prompt, placeholder="Type a prompt", rows=3, layout=w.Layout(width="300px")
         )
         self.examples = w.Dropdown(
-            options=["(examples)"], description="Examples", layout=w.Layout(width="360px")
+            options=["(examples)"], description="Examples", layout=w.Layout(width="300px")
         )
         self.chat = w.ToggleButtons(options=["auto", "never", "always"], value=state.chat, description="Chat template",
                                     style={"button_width": "64px"})  # fmt: skip
@@ -146,8 +170,8 @@ class PromptPanel(w.VBox):
 class SamplingPanel(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
-        style = {"description_width": "110px"}
-        lay = w.Layout(width="230px")
+        style = {"description_width": "104px"}
+        lay = w.Layout(width="196px")
         self.n = w.BoundedIntText(min=1, max=4096, description="samples n", style=style, layout=lay)
         self.temperature = w.BoundedFloatText(
             min=0.01, max=10, step=0.1, description="temperature", style=style, layout=lay
@@ -181,7 +205,7 @@ class SamplingPanel(w.VBox):
         s = self.state
         self.resample.disabled = bool(s.running) or s.family is None
         self.stop.disabled = not s.running
-        if s.running != "Sampling":
+        if not s.running:
             self.bars.children, self._bars = [], {}
             return
         for model, frac in s.progress.items():

@@ -41,11 +41,15 @@ class AppState(t.HasTraits):
     cross = t.Any(None, allow_none=True)  # DataFrame
     log_ratio = t.Any(None, allow_none=True)  # DataFrame
     behaviours = t.Dict()  # name -> regex
+    findings = t.Any(None, allow_none=True)  # DataFrame: one row per (behaviour, descendant)
+    focus = t.Any(None, allow_none=True)  # (behaviour, model): the finding whose responses are shown
+    focus_responses = t.Any(None, allow_none=True)  # DataFrame: the samples behind `focus`
 
     # attribution
     chosen = t.Any(None, allow_none=True)  # (model, sample) selected for attribution
     chosen_tokens = t.Any(None, allow_none=True)  # DataFrame: the chosen response token by token
     method = t.Unicode("grad_x_input")
+    units = t.Unicode("auto")  # "auto" (words where tokens split words), "words" or "tokens"
     methods = t.List()  # (method, needs weights) in registration order
     attribution = t.Any(None, allow_none=True)  # Attribution
     attribution_diff = t.Any(None, allow_none=True)  # DataFrame: each model minus the base
@@ -55,6 +59,10 @@ class AppState(t.HasTraits):
     sweep = t.Any(None, allow_none=True)  # a sweep folder read back (dict of DataFrames)
     sweep_summary = t.Any(None, allow_none=True)  # DataFrame: labels across the prompt set
     downloads = t.List()  # explorer.core.export.Download, prepared on request
+
+    # asking before long work
+    confirm = t.Unicode("")  # the question ("Attribution ≈ 40 s on this machine — Run or Cancel?")
+    confirm_after = t.Float(10.0)  # seconds of estimated work above which the app asks first
 
     # status
     running = t.Unicode("")  # name of the task in flight, "" when idle

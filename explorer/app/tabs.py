@@ -10,14 +10,20 @@ import ipywidgets as w
 
 from explorer import charts
 from explorer.app.controller import Controller
+from explorer.app.findings_view import FocusBox
 from explorer.app.panels import RELATION_NAMES
 from explorer.app.state import AppState
 from explorer.app.widgets import chart_box, download_link, escape, show_chart, table_html
 
+CHIPS = 5  # answer clusters shown as chips above each model's responses
+# Vega-Lite's default category colours, in the clusters chart's order (cluster rank)
+TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+
 
 class ResponsesView(w.VBox):
-    """One column per model, its samples listed with cluster labels; picking one selects it for
-    attribution. Below: the chosen response token by token."""
+    """One column per model: its answer clusters as chips (click: the responses behind one),
+    then its samples, each once; picking one selects it for attribution. Below: the
+    responses behind a clicked chip, and the chosen response token by token."""
 
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
@@ -29,8 +35,9 @@ class ResponsesView(w.VBox):
         self.colour.observe(lambda _: self.draw_tokens(), names="value")
         state.observe(self.redraw, names=["samples", "clusters"])
         state.observe(lambda _: self.draw_tokens(), names=["chosen_tokens"])
-        super().__init__([w.HTML("<div class='fx-note'>Each column is one model; pick a response to attribute it in every model.</div>"),
-                          self.columns, self.colour, self.token_note, self.tokens])  # fmt: skip
+        self.behind = FocusBox(state)
+        super().__init__([w.HTML("<div class='fx-note'>Each column is one model; pick a response to attribute it in every model, or click an answer cluster to see its responses.</div>"),
+                          self.columns, self.behind, self.colour, self.token_note, self.tokens])  # fmt: skip
         self.redraw()
 
     _redrawing = False
@@ -40,36 +47,42 @@ class ResponsesView(w.VBox):
         if s.samples is None:
             self.columns.children = [w.HTML("<em>Resample to see responses.</em>")]
             return
-        cols = []
         self._redrawing = True
         try:
-            for model in s.samples.models:
-                rows = s.samples.df[s.samples.df["model"] == model]
-                clusters = s.clusters.loc[rows.index] if s.clusters is not None else None
-                options = []
-                for idx, (sample, text) in enumerate(
-                    zip(rows["sample"], rows["text"], strict=True)
-                ):
-                    tag = f"  [{clusters.iloc[idx]}]" if clusters is not None else ""
-                    options.append((f"{sample:>3}. {text or '(empty)'}{tag}", int(sample)))
-                select = w.Select(
-                    options=options,
-                    value=None,
-                    rows=min(len(options), 14),
-                    layout=w.Layout(width="250px"),
-                )
-                select.add_class("fx-responses")
-                select.observe(lambda change, m=model: self.on_pick(m, change), names="value")
-                relation = RELATION_NAMES.get(s.relations.get(model, ""), "")
-                head = w.HTML(
-                    f"<div class='fx-model'>{escape(model)}</div><div class='fx-relation'>{escape(relation)} · {len(rows)} samples</div>"
-                )
-                cols.append(
-                    w.VBox([head, select], layout=w.Layout(margin="0 8px 0 0", min_width="250px"))
-                )
+            self.columns.children = [self._column(model) for model in s.samples.models]
         finally:
             self._redrawing = False
-        self.columns.children = cols
+
+    def _column(self, model: str) -> w.VBox:
+        """A model's samples, each once (its text), and its answer clusters as coloured chips
+        that show the responses behind them."""
+        s = self.state
+        rows = s.samples.df[s.samples.df["model"] == model]
+        options = [(f"{sample:>3}. {text or '(empty)'}", int(sample)) for sample, text in zip(rows["sample"], rows["text"], strict=True)]
+        select = w.Select(options=options, value=None, rows=min(len(options), 16), layout=w.Layout(width="250px"))
+        select.add_class("fx-responses")
+        select.observe(lambda change, m=model: self.on_pick(m, change), names="value")
+        relation = RELATION_NAMES.get(s.relations.get(model, ""), "")
+        head = w.HTML(f"<div class='fx-model'>{escape(model)}</div><div class='fx-relation'>{escape(relation)} · {len(rows)} samples</div>")
+        return w.VBox([head, self._chips(model, rows), select], layout=w.Layout(margin="0 8px 0 0", min_width="250px"))
+
+    def _chips(self, model: str, rows) -> w.Box:
+        s = self.state
+        if s.clusters is None:
+            return w.Box()
+        ranks = {} if s.cluster_counts is None else dict(zip(s.cluster_counts["cluster"], s.cluster_counts["cluster_rank"], strict=False))
+        counts = s.clusters.loc[rows.index].value_counts()
+        chips = []
+        for cluster, count in counts.head(CHIPS).items():
+            colour = TABLEAU10[int(ranks.get(cluster, 9)) % len(TABLEAU10)]
+            chip = w.Button(description=f"{str(cluster)[:18]} ×{count}", tooltip=f"show the {count} responses of {model} in the answer cluster “{cluster}”",
+                            layout=w.Layout(width="auto", height="24px", padding="0 6px"))  # fmt: skip
+            chip.style.button_color, chip.style.text_color = colour, "#ffffff"
+            chip.on_click(lambda _, c=cluster, m=model: self.ctl.focus(f"≈ {c}", m))
+            chips.append(chip)
+        box = w.Box(chips)
+        box.add_class("fx-clusters")
+        return box
 
     def on_pick(self, model: str, change) -> None:
         if not self._redrawing and change["new"] is not None:
@@ -95,6 +108,11 @@ class ResponsesView(w.VBox):
         show_chart(self.tokens, chart, "an empty response has no tokens")
 
 
+def folded(child: w.Widget, title: str) -> w.Accordion:
+    """A detailed table, closed until asked for."""
+    return w.Accordion(children=[child], titles=(title,), selected_index=None)
+
+
 class VariabilityView(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
@@ -115,9 +133,10 @@ class VariabilityView(w.VBox):
         state.observe(self.redraw, names=["variability", "provenance", "cross", "cluster_counts",
                                           "first_tokens", "entropy"])  # fmt: skip
         super().__init__([
-            w.HTML("<b>Spread within each model</b>"), self.metrics, self.clusters,
-            w.HTML("<b>Provenance: where does a behaviour come from?</b> <span class='fx-note'>Labels compare each descendant's 95% interval with the base's; small samples say <i>inconclusive</i>.</span>"),
-            w.HBox([self.name, self.regex, self.add, self.clear]), self.behaviour, self.prov_table,
+            w.HTML("<b>Spread within each model</b>"), folded(self.metrics, "Spread metrics per model (table)"), self.clusters,
+            w.HTML("<b>Provenance: where does a behaviour come from?</b> <span class='fx-note'>Rates with 95% intervals; the labels hold together at 95% over all of them (see the Findings tab); small samples say <i>inconclusive</i>, with the samples per model that would decide it.</span>"),
+            w.HBox([self.name, self.regex, self.add, self.clear]), self.behaviour,
+            folded(self.prov_table, "Provenance per behaviour and model (table)"),
             self.first, self.entropy, self.lengths, self.cross,
         ])  # fmt: skip
         self.redraw()
@@ -149,9 +168,8 @@ class VariabilityView(w.VBox):
         show_chart(self.clusters, charts.clusters_chart(s.cluster_counts))
         if s.provenance is not None and len(s.provenance):
             show_chart(self.behaviour, charts.behaviour_chart(s.provenance))
-            shown = s.provenance[
-                ["behaviour", "model", "count", "n", "freq", "lo", "hi", "n_needed", "label"]
-            ]
+            shown = s.provenance[["behaviour", "model", "count", "n", "freq", "lo", "hi", "n_needed", "label"]]
+            shown = shown.assign(n_needed=shown["n_needed"].map(lambda v: "" if v is None or v != v else f"{int(v)}"))
             self.prov_table.value = table_html(shown, max_rows=40)
         show_chart(self.first, charts.first_token_chart(s.first_tokens))
         show_chart(self.entropy, charts.entropy_chart(s.entropy))
@@ -161,18 +179,23 @@ class VariabilityView(w.VBox):
         )
 
 
+UNITS = [("auto (words where tokens split them)", "auto"), ("words", "words"), ("tokens", "tokens")]
+
+
 class AttributionView(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
         self.method = w.Dropdown(options=self.method_options(), value=state.method, description="Method")
         self.method.observe(self.pick, names="value")
+        self.units = w.Dropdown(options=UNITS, value=state.units, description="Units")
+        self.units.observe(lambda change: ctl.set_units(change["new"]), names="value")
         state.observe(self.sync_methods, names=["weights", "method", "methods"])
         self.info = w.HTML()
         self.heatmaps = chart_box("pick a response in the Responses tab")
         self.diff = chart_box("")
         self.bars = chart_box("")
         state.observe(self.redraw, names=["attribution", "attribution_diff", "attribution_spread"])
-        super().__init__([self.method, self.info, self.heatmaps, self.diff, self.bars])
+        super().__init__([w.HBox([self.method, self.units]), self.info, self.heatmaps, self.diff, self.bars])
         self.redraw()
 
     def method_options(self) -> list[tuple[str, str]]:

@@ -40,9 +40,13 @@ def table_html(df: pd.DataFrame | None, max_rows: int = 60, css: str = "") -> st
 
 
 def chart_box(placeholder: str = "nothing yet") -> w.Box:
-    return w.Box(
-        [w.HTML(f"<em>{escape(placeholder)}</em>")], layout=w.Layout(overflow="auto", width="100%")
-    )
+    box = w.Box([w.HTML(f"<em>{escape(placeholder)}</em>")], layout=w.Layout(overflow="auto", width="100%"))
+    box.add_class("fx-chart")
+    return box
+
+
+# SVG: text in charts is real text (crisp in screenshots, found by screen readers and tests)
+EMBED = {"renderer": "svg"}
 
 
 def show_chart(
@@ -61,7 +65,7 @@ def show_chart(
     if isinstance(current, alt.JupyterChart):
         current.chart = chart
         return
-    box.children = [alt.JupyterChart(chart)]
+    box.children = [alt.JupyterChart(chart, embed_options=EMBED)]
 
 
 def _close_charts(box: w.Box) -> None:
@@ -80,17 +84,37 @@ def download_link(data: bytes, filename: str, label: str, mime: str) -> str:
 
 STYLE = """
 <style>
+.fx-explorer { --fx-fg: var(--jp-ui-font-color1, #111827); --fx-muted: var(--jp-ui-font-color2, #4b5563);
+  --fx-line: var(--jp-border-color2, #e5e7eb); --fx-soft: var(--jp-layout-color2, #f3f4f6); color: var(--fx-fg); }
 .fx-title { font-size: 20px; font-weight: 600; margin: 4px 0 2px 0; }
-.fx-sub { color: #4b5563; margin-bottom: 8px; }
+.fx-sub { color: var(--fx-muted); margin-bottom: 8px; }
 .fx-error { background: #fee2e2; color: #991b1b; border: 1px solid #fca5a5; border-radius: 6px; padding: 6px 10px; white-space: pre-wrap; }
-.fx-status { background: #f3f4f6; color: #374151; border-radius: 6px; padding: 6px 10px; }
-.fx-table { border-collapse: collapse; font-size: 12px; }
-.fx-table th, .fx-table td { padding: 2px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; white-space: pre-wrap; max-width: 420px; }
+.fx-status { background: var(--fx-soft); color: var(--fx-fg); border-radius: 6px; padding: 6px 10px; }
+/* Under Voila the page scrolls as a page (full-page screenshots, find-in-page, the browser's
+   own scrolling), not an inner box of a fixed viewport height. */
+html { height: auto !important; overflow: auto !important; }
+body[data-voila] { height: auto !important; overflow: visible !important; }
+body[data-voila] #main, body[data-voila] #jp-main-content-panel, body[data-voila] #rendered_cells {
+  position: relative !important; top: auto !important; left: auto !important; width: auto !important;
+  height: auto !important; min-height: 0 !important; overflow: visible !important; contain: none !important; }
+.fx-table { border-collapse: collapse; font-size: 12px; max-width: 100%; }
+.fx-table th, .fx-table td { padding: 2px 8px; border-bottom: 1px solid var(--fx-line); text-align: left; white-space: pre-wrap; max-width: 420px; overflow-wrap: anywhere; }
 .fx-table td:first-child { white-space: nowrap; }
-.fx-note { color: #6b7280; font-size: 12px; }
+.fx-note { color: var(--fx-muted); font-size: 12px; }
 .fx-model { font-weight: 600; margin-bottom: 2px; }
-.fx-relation { color: #6b7280; font-size: 12px; }
+.fx-relation { color: var(--fx-muted); font-size: 12px; }
 .fx-download { margin-right: 14px; }
-.fx-input { font-family: monospace; font-size: 12px; color: #374151; white-space: pre-wrap; }
+.fx-input { font-family: monospace; font-size: 12px; color: var(--fx-fg); white-space: pre-wrap; }
+.fx-empty { background: var(--fx-soft); border-radius: 8px; padding: 10px 14px; margin: 6px 0; max-width: 760px; }
+.fx-chip { border-radius: 4px; padding: 1px 6px; font-size: 12px; white-space: nowrap; }
+.fx-legend { margin: 6px 0; line-height: 1.9; }
+.fx-behaviour { font-weight: 600; overflow-wrap: anywhere; }
+.fx-findings-list { margin: 4px 0 8px 0; padding-left: 20px; }
+.fx-focus { border-top: 1px solid var(--fx-line); margin-top: 8px; padding-top: 6px; }
+.fx-focus-cols { display: flex; flex-wrap: wrap; gap: 16px; }
+.fx-focus-col { flex: 1 1 300px; max-width: 640px; }
+.fx-focus-col li, .fx-findings-list li { overflow-wrap: anywhere; }
+.fx-cell button, button.fx-cell { font-size: 12px; }
+.fx-clusters { display: flex; flex-wrap: wrap; gap: 3px; margin: 2px 0 4px 0; }
 </style>
 """

@@ -82,6 +82,27 @@ def token_units(
     return np.array(units)
 
 
+def splits_words(tokenizer, text: str) -> bool:
+    """Whether the tokenizer cuts some whitespace-separated word of `text` into several tokens
+    (subword tokenizers do; the fable zoo's word-level one does not). Tokenizers without
+    character offsets count as splitting."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError):
+        return True
+    units = char_units(text, 0)
+    words = [span_unit(units, a, b) for a, b in enc["offset_mapping"] if b > a]
+    return len(words) != len(set(words))
+
+
+def default_alignment(family, labels: list[str], text: str) -> str:
+    """"words" when the members tokenize differently or a tokenizer cuts a word of `text` into
+    pieces (a person reads words, not "▁bright" and "ness"), else "tokens"."""
+    if not family.subset([m for m in labels if m != family.base.label]).shared_tokenizer:
+        return "words"
+    return "words" if any(splits_words(family.tokenizer(m), text) for m in labels) else "tokens"
+
+
 def aggregate(
     scores: torch.Tensor,
     target_units: np.ndarray,

@@ -16,4 +16,9 @@ class HubUnreachableError(ModelLoadError, ConnectionError):
 
 
 class Cancelled(Exception):
-    """A long computation stopped because its cancel token was set."""
+    """A long computation stopped because its cancel token was set. `partial` holds what had
+    finished when the computation can say (e.g. the scorers done so far), else None."""
+
+    def __init__(self, message: str = "cancelled", partial=None) -> None:
+        super().__init__(message)
+        self.partial = partial

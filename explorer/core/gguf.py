@@ -4,8 +4,8 @@ transformers dequantizes a GGUF file into an ordinary model (float32 by default 
 is the store's). That takes tens of seconds for a 135M-parameter model — converting the
 tokenizer alone about ten — so the first load writes the dequantized model and its tokenizer as
 safetensors into a cache folder (`~/.cache/model-family-explorer/gguf/`, or `$FX_GGUF_CACHE`;
-`FX_GGUF_CACHE=off` turns it off), keyed by the file's path, size and modification time, and
-later loads read that. The cached model is a fresh model built from the GGUF config without its
+`FX_GGUF_CACHE=off` turns it off), keyed by the file's name, size and a digest of its first and
+last 4 MiB, and later loads read that. The cached model is a fresh model built from the GGUF config without its
 quantization record: a model loaded from GGUF refuses `save_pretrained` otherwise.
 """
 
@@ -86,10 +86,17 @@ def cache_root() -> Path | None:
     return Path(setting or Path.home() / ".cache" / "model-family-explorer" / "gguf")
 
 
-def cache_key(path: Path) -> str:
-    stat = path.resolve().stat()
-    raw = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
-    return f"{path.stem}-{hashlib.sha1(raw.encode()).hexdigest()[:12]}"
+def cache_key(path: Path, sample: int = 4 << 20) -> str:
+    """The file's name and a digest of its size, first and last 4 MiB: the same file copied
+    elsewhere (a test's temporary folder, a second checkout) reuses one cache entry instead of
+    adding another of hundreds of megabytes."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(sample))
+        f.seek(max(0, size - sample))
+        digest.update(f.read(sample))
+    return f"{path.stem}-{digest.hexdigest()[:12]}"
 
 
 def gguf_tokenizer(ref: ModelRef) -> Any:

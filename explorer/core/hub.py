@@ -16,10 +16,11 @@ def hub_error(ref: ModelRef, err: Exception) -> ModelLoadError:
     if ref.is_local:
         return ModelLoadError(f"{ref.label}: cannot read {ref.id}: {err}")
     text = str(err)
+    what = f"{ref.id}/{ref.gguf_file}" if ref.gguf_file else ref.id
     offline = any(s in text for s in OFFLINE_HINTS)
     if offline or os.environ.get("HF_HUB_OFFLINE") == "1":
         return HubUnreachableError(
-            f"{ref.label}: cannot fetch {ref.id!r} from the Hugging Face hub (it is not reachable "
+            f"{ref.label}: cannot fetch {what!r} from the Hugging Face hub (it is not reachable "
             "from here, or HF_HUB_OFFLINE=1). Use a local folder, or the bundled 'fable' family."
         )
-    return ModelLoadError(f"{ref.label}: cannot load {ref.id!r}: {text.splitlines()[0]}")
+    return ModelLoadError(f"{ref.label}: cannot load {what!r}: {text.splitlines()[0]}")

@@ -21,8 +21,10 @@ from explorer.core.member import ModelSamples, encode_prompt, model_input
 from explorer.core.params import CancelToken, ProgressFn, SamplingParams, check_cancel, model_seed
 from explorer.core.refs import ModelRef
 from explorer.core.responses import first_token_rows, response_rows
+from explorer.core.teacher import choice_logprobs, continuation_logprobs
+from explorer.core.threads import fair_share
 
-MAX_ELEMENTS = 50_000_000  # bound on the floats one batched forward pass may hold in logits
+PREFIX_GROUPS = 3  # groups of rows that share a cached beginning (occlusion)
 
 
 @dataclass
@@ -65,80 +67,22 @@ class LocalMember:
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> ModelSamples:
-        return sample_local(self, prompt, params, batch_size, progress, cancel)
+        with fair_share([self.model]) as threads:
+            result = sample_local(self, prompt, params, batch_size, progress, cancel)
+        result.threads = threads
+        return result
 
-    @torch.no_grad()
     def continuation_logprobs(
         self,
         prefixes: Sequence[Sequence[int]],
         continuations: Sequence[Sequence[int]],
         full: bool = False,
         cancel: CancelToken | None = None,
-        batch_size: int = 64,
     ) -> list[torch.Tensor]:
-        out: list[torch.Tensor] = []
-        for start in range(0, len(prefixes), batch_size):
-            check_cancel(cancel)  # thousands of samples under several models: stoppable per batch
-            pre = prefixes[start : start + batch_size]
-            cont = continuations[start : start + batch_size]
-            logp = self._logprobs([list(p) + list(c) for p, c in zip(pre, cont, strict=True)])
-            for i, (p, c) in enumerate(zip(pre, cont, strict=True)):
-                dist = logp[i, len(p) - 1 : len(p) - 1 + len(c)]  # (len(c), vocab)
-                out.append(dist if full else dist.gather(-1, torch.tensor(list(c)).unsqueeze(-1)).squeeze(-1))
-        return out
+        return continuation_logprobs(self, prefixes, continuations, full, cancel)
 
-    def _logprobs(self, rows: list[list[int]]) -> torch.Tensor:
-        """Next-token log-distributions (batch, seq, vocab) for ragged rows, right-padded."""
-        ids, mask = pad_right(rows, self.tokenizer.pad_token_id)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-        return torch.log_softmax(logits.float(), dim=-1).cpu()
-
-    @torch.no_grad()
-    def choice_logprobs(
-        self, rows: torch.Tensor, predict_at: torch.Tensor, choices: torch.Tensor, batch_size: int = 64
-    ) -> torch.Tensor:
-        width = len(predict_at) * self.model.get_output_embeddings().weight.shape[0]
-        width += rows.shape[1] * getattr(self.model.config.get_text_config(), "hidden_size", 1024) * 8
-        batch_size = max(1, min(batch_size, MAX_ELEMENTS // width))
-        outs = []
-        for start in range(0, rows.shape[0], batch_size):
-            chunk = rows[start : start + batch_size].to(self.device)
-            logits = predicting_logits(self.model, predict_at, input_ids=chunk)  # (b, T, vocab)
-            outs.append(gather_choices(logits, choices).cpu())
-        return torch.cat(outs)  # (rows, targets, K)
-
-
-def gather_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
-    """log p of candidate tokens: logits (batch, targets, vocab), choices (targets, K) →
-    (batch, targets, K)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    index = choices.to(logp.device).unsqueeze(0).expand(logp.shape[0], -1, -1)
-    return logp.gather(-1, index)
-
-
-def predicting_logits(model, positions: torch.Tensor, **inputs) -> torch.Tensor:
-    """Logits (batch, len(positions), vocab) at the given positions only.
-
-    The sequence is cut after the last position (later tokens cannot matter to a causal model)
-    and the output head runs only where asked (`logits_to_keep`), so a 50k vocabulary costs
-    per target, not per sequence position."""
-    end = int(positions.max()) + 1
-    inputs = {k: v[:, :end] for k, v in inputs.items()}
-    try:
-        return model(**inputs, logits_to_keep=positions).logits
-    except TypeError:  # a model class without `logits_to_keep`
-        return model(**inputs).logits[:, positions]
-
-
-def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch, seq) ids and mask from ragged rows, padded on the right (positions stay 0..n)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
+    def choice_logprobs(self, rows: torch.Tensor, predict_at: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+        return choice_logprobs(self, rows, predict_at, choices)
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -178,15 +122,22 @@ class StepHook:
 
 def token_stats(out: Any, prompt_len: int) -> tuple[torch.Tensor, ...]:
     """Generated ids and, per generated position: sampling log-prob, raw log-prob, entropy;
-    and the raw log-distribution of the first generated token."""
+    and the raw log-distribution of the first generated token.
+
+    Log-probs come from one logsumexp per position rather than whole log-softmaxed copies of
+    the (n, steps, vocab) logits: with a 49k vocabulary those copies cost as much as a tenth
+    of the generation itself."""
     gen = out.sequences[:, prompt_len:]  # (n, steps)
-    raw_lp = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)  # (n, steps, vocab)
-    proc_lp = torch.log_softmax(torch.stack(out.scores, dim=1).float(), dim=-1)  # (n, steps, vocab)
     idx = gen.unsqueeze(-1)  # (n, steps, 1)
-    sample_lp = proc_lp.gather(-1, idx).squeeze(-1)  # (n, steps)
-    model_lp = raw_lp.gather(-1, idx).squeeze(-1)  # (n, steps)
-    entropy = -(raw_lp.exp() * raw_lp).nan_to_num().sum(-1)  # (n, steps)
-    return gen, sample_lp, model_lp, entropy, raw_lp[0, 0]
+    raw = torch.stack(out.logits, dim=1).float()  # (n, steps, vocab)
+    raw_lse = torch.logsumexp(raw, dim=-1)  # (n, steps)
+    model_lp = raw.gather(-1, idx).squeeze(-1) - raw_lse  # (n, steps)
+    entropy = raw_lse - (torch.softmax(raw, dim=-1) * raw).sum(-1)  # (n, steps)
+    first_lp = torch.log_softmax(raw[0, 0], dim=-1)  # (vocab,)
+    del raw
+    proc = torch.stack(out.scores, dim=1).float()  # (n, steps, vocab), -inf where filtered
+    sample_lp = proc.gather(-1, idx).squeeze(-1) - torch.logsumexp(proc, dim=-1)  # (n, steps)
+    return gen, sample_lp, model_lp, entropy.clamp_min(0), first_lp
 
 
 def sample_local(

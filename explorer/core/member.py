@@ -27,6 +27,7 @@ class ModelSamples:
     first_token: list[dict[str, Any]]
     model_input: str
     seconds: float
+    threads: int | None = None  # torch threads it ran with (None: not computed here)
 
 
 @runtime_checkable

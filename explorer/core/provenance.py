@@ -1,7 +1,8 @@
 """Where does a behaviour come from? Frequencies with intervals, and a label per descendant.
 
-The labelling rule (documented in `label` and the README) compares 95% Wilson intervals of the
-descendant's and the base's rates, so small samples give `inconclusive`, never a guess.
+Each model's rate is shown with its 95% Wilson interval; the labels follow the rule of
+`explorer.core.labels`, whose intervals hold together over all the labels of the table (a
+family-wise error rate of 5%), so small samples give `inconclusive`, never a guess.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+import regex
 import torch
 
 from explorer.core.clustering import Clusterer
+from explorer.core.labels import (
+    difference_interval,
+    each_alpha,
+    intervals_per_run,
+    label,
+    samples_needed,
+)
 from explorer.core.metrics import assign_clusters
 from explorer.core.samples import SampleSet
 
 Detector = Callable[[str], bool]
 Z95 = 1.959963984540054
-Z80 = 0.8416212335729143
-
-# Thresholds of the labelling rule.
-MAX_WIDTH = 0.35  # an interval wider than this is too uncertain to call two rates "the same"
-MAX_ABSENT = 0.10  # "absent" needs both upper bounds below this
 
 
 def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -36,40 +40,6 @@ def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def samples_needed(p1: float, p2: float, z_alpha: float = Z95, z_beta: float = Z80) -> float:
-    """Samples per model to tell rates p1 and p2 apart (two-sided 5%, power 80%)."""
-    if p1 == p2:
-        return math.inf
-    pbar = (p1 + p2) / 2
-    num = z_alpha * math.sqrt(2 * pbar * (1 - pbar)) + z_beta * math.sqrt(
-        p1 * (1 - p1) + p2 * (1 - p2)
-    )
-    return math.ceil(num * num / (p1 - p2) ** 2)
-
-
-def label(base: tuple[int, int], desc: tuple[int, int]) -> str:
-    """The provenance label of a descendant's (count, n) against the base's (count, n).
-
-    - intervals do not overlap and the descendant is higher: `introduced` if the base never
-      showed the behaviour, else `amplified`; lower: `suppressed`;
-    - intervals overlap: `inherited` when both show it and both intervals are narrower than
-      MAX_WIDTH; `absent` when neither shows it and both upper bounds are under MAX_ABSENT;
-      otherwise `inconclusive` (more samples needed).
-    """
-    (cb, nb), (cd, nd) = base, desc
-    lb, hb = wilson(cb, nb)
-    ld, hd = wilson(cd, nd)
-    if ld > hb:
-        return "introduced" if cb == 0 else "amplified"
-    if hd < lb:
-        return "suppressed"
-    if cb == 0 and cd == 0:
-        return "absent" if max(hb, hd) < MAX_ABSENT else "inconclusive"
-    if cb > 0 and cd > 0 and (hb - lb) <= MAX_WIDTH and (hd - ld) <= MAX_WIDTH:
-        return "inherited"
-    return "inconclusive"
 
 
 def as_detector(spec: str | re.Pattern | Detector, name: str) -> Detector:
@@ -87,16 +57,35 @@ def as_detector(spec: str | re.Pattern | Detector, name: str) -> Detector:
     )
 
 
-def first_token_probability(samples: SampleSet, model: str, spec: Any) -> float | None:
-    """Exact probability mass of first tokens that alone match a regex behaviour (over the
-    recorded top-k, so a lower bound; equal to the behaviour's probability when the first word
-    decides it, as for `sunny` after `the weather today is`)."""
-    if not isinstance(spec, (str, re.Pattern)) or samples.first_token.empty:
-        return None
-    pattern = re.compile(spec) if isinstance(spec, str) else spec
+def could_begin(pattern: regex.Pattern, text: str) -> bool:
+    """Whether a match of `pattern` starts inside `text` (or `text` starts one that later text
+    could complete): the token "Ah" could begin a match of `^ahoy`."""
+    found = pattern.search(text, partial=True)
+    return found is not None and found.start() < len(text)
+
+
+def first_token_probability(samples: SampleSet, model: str, spec: Any) -> tuple[float | None, str]:
+    """The exact probability that the first generated token begins a match of a regex
+    behaviour, from the recorded first-token distribution, and a note saying what limits it.
+
+    Summed over the top-k first tokens, so a lower bound where they miss some mass (the note
+    says how much they hold). For a behaviour decided by its first word (`sunny` after "the
+    weather today is") it is the behaviour's probability; on subword tokenizers a word is
+    several tokens, and the first token only has to begin it."""
+    if not isinstance(spec, (str, re.Pattern)):
+        return None, "no exact figure for a callable behaviour"
     ft = samples.first_token[samples.first_token["model"] == model]
-    words = ft["token"].astype(str).str.replace("Ġ", " ").str.replace("▁", " ").str.strip()
-    return float(ft["prob"][[pattern.search(w) is not None for w in words]].sum())
+    if ft.empty:
+        return None, "no first-token distribution was recorded"
+    pattern = regex.compile(spec if isinstance(spec, str) else spec.pattern, _flags(spec))
+    hits = [could_begin(pattern, str(text)) for text in ft["token"]]
+    covered = float(ft["prob"].sum())
+    note = "" if covered >= 0.999 else f"lower bound: the top {len(ft)} first tokens hold {covered:.1%} of the probability"
+    return float(ft["prob"][hits].sum()), note
+
+
+def _flags(spec: Any) -> int:
+    return regex.IGNORECASE if isinstance(spec, re.Pattern) and spec.flags & re.IGNORECASE else 0
 
 
 def provenance(
@@ -104,11 +93,14 @@ def provenance(
     behaviours: dict[str, str | re.Pattern | Detector] | None = None,
     base: str | None = None,
     clusterer: str | Clusterer = "normalised",
+    top: int | None = None,
 ) -> pd.DataFrame:
     """One row per (behaviour, model): count, n, freq, 95% Wilson interval, exact first-token
     probability where computable, samples needed to separate it from the base, and a label.
 
-    Without `behaviours`, each answer cluster is a behaviour.
+    Without `behaviours`, each answer cluster is a behaviour (the `top` most frequent, if
+    given). The labels of the whole table hold together (`explorer.core.labels`): the more
+    behaviours and models, the wider each interval behind them.
     """
     models = samples.models
     base = base or (samples.family.get("members") or [{}])[0].get("label") or models[0]
@@ -117,13 +109,15 @@ def provenance(
     texts = samples.df["text"].astype(str)
     if behaviours is None:
         clusters = assign_clusters(samples, clusterer)
-        hits = {f"≈ {c}": clusters == c for c in dict.fromkeys(clusters)}
+        kept = set(clusters.value_counts(sort=True).index[:top] if top else clusters)
+        hits = {f"≈ {c}": clusters == c for c in dict.fromkeys(clusters) if c in kept}
         specs: dict[str, Any] = {}
     else:
         if not isinstance(behaviours, dict) or not behaviours:
             raise ValueError("behaviours: give a non-empty dict of name -> regex or callable")
         hits = {name: texts.map(as_detector(spec, name)) for name, spec in behaviours.items()}
         specs = behaviours
+    intervals = intervals_per_run(len(hits), len(models))
     rows = []
     for name, hit in hits.items():
         counts = {
@@ -131,15 +125,26 @@ def provenance(
             for m in models
         }
         for m in models:
-            rows.append(_row(name, m, counts[m], counts[base], m == base, samples, specs.get(name)))
+            row = _row(name, m, counts[m], samples, specs.get(name))
+            rows.append(row | _judged(counts[base], counts[m], m == base, intervals))
     return pd.DataFrame(rows)
 
 
-def _row(name, model, own, base_counts, is_base, samples, spec) -> dict[str, Any]:
+def _judged(base_counts, own, is_base: bool, intervals: int) -> dict[str, Any]:
+    """The label against the base, its difference interval and (inconclusive only) n_needed."""
+    if is_base:
+        return {"diff_lo": 0.0, "diff_hi": 0.0, "n_needed": None, "label": "base", "intervals_in_run": intervals}
+    lo, hi = difference_interval(base_counts, own, each_alpha(intervals))
+    chosen = label(base_counts, own, intervals)
+    needed = samples_needed(base_counts, own, intervals) if chosen == "inconclusive" else None
+    return {"diff_lo": lo, "diff_hi": hi, "n_needed": needed, "label": chosen, "intervals_in_run": intervals}
+
+
+def _row(name, model, own, samples, spec) -> dict[str, Any]:
     count, n = own
+    exact, note = first_token_probability(samples, model, spec)
     lo, hi = wilson(count, n)
     freq = count / n if n else float("nan")
-    base_freq = base_counts[0] / base_counts[1] if base_counts[1] else float("nan")
     return {
         "behaviour": name,
         "model": model,
@@ -148,9 +153,8 @@ def _row(name, model, own, base_counts, is_base, samples, spec) -> dict[str, Any
         "freq": freq,
         "lo": lo,
         "hi": hi,
-        "exact_first_token": first_token_probability(samples, model, spec),
-        "n_needed": None if is_base else samples_needed(base_freq, freq),
-        "label": "base" if is_base else label(base_counts, own),
+        "exact_first_token": exact,
+        "exact_note": note,
     }
 
 

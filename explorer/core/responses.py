@@ -12,7 +12,7 @@ import torch
 
 from explorer.core.member import Member
 from explorer.core.params import SamplingParams
-from explorer.core.tokens import token_texts
+from explorer.core.tokens import token_texts, token_texts_many
 
 FIRST_TOKEN_COLUMNS = ["model", "rank", "token_id", "token", "prob"]
 SAMPLE_COLUMNS = [
@@ -28,16 +28,18 @@ def response_row(
     ids: list[int],
     text: str,
     finished: bool,
+    tokens: list[str] | None = None,
     **per_token: list[float],
 ) -> dict[str, Any]:
     """One row of `SampleSet.df`. `context` is (prompt, model input, params, model seed);
-    `per_token` holds `logprobs`, `model_logprobs` and `entropies`, one value per id."""
+    `tokens` the ids' texts (found here when not given); `per_token` holds `logprobs`,
+    `model_logprobs` and `entropies`, one value per id."""
     prompt, model_text, params, seed = context
     return {
         "model": member.ref.label, "sample": sample, "seed": params.seed, "model_seed": seed,
         "prompt": prompt, "model_input": model_text, "text": text,
-        "tokens": token_texts(member.tokenizer, ids), "token_ids": ids, **per_token,
-        "n_tokens": len(ids), "finish_reason": "eos" if finished else "length",
+        "tokens": token_texts(member.tokenizer, ids) if tokens is None else tokens, "token_ids": ids,
+        **per_token, "n_tokens": len(ids), "finish_reason": "eos" if finished else "length",
     }  # fmt: skip
 
 
@@ -51,18 +53,21 @@ def response_rows(
 ) -> list[dict[str, Any]]:
     """Rows for a batch of generated ids `gen` (n, steps), each cut at its end of sequence;
     `columns` are per-position values (n, steps)."""
+    tok = member.tokenizer
+    responses = [gen[i, :end].tolist() for i, end in enumerate(ends)]
+    texts = tok.batch_decode(responses, skip_special_tokens=True)
+    pieces = token_texts_many(tok, responses)
     rows = []
     for i, end in enumerate(ends):
-        ids = gen[i, :end].tolist()
-        text = member.tokenizer.decode(ids, skip_special_tokens=True)
         values = {name: col[i, :end].tolist() for name, col in columns.items()}
-        rows.append(response_row(member, context, start + i, ids, text, end < gen.shape[1], **values))
+        rows.append(response_row(member, context, start + i, responses[i], texts[i], end < gen.shape[1],
+                                 pieces[i], **values))  # fmt: skip
     return rows
 
 
 def first_token_rows(member: Member, probs: torch.Tensor, ids: torch.Tensor) -> list[dict]:
     """The exact distribution of the first generated token: its top-k, highest first."""
-    texts = [token_texts(member.tokenizer, [i])[0] for i in ids.tolist()]
+    texts = [t[0] for t in token_texts_many(member.tokenizer, [[i] for i in ids.tolist()])]
     return [
         {"model": member.ref.label, "rank": rank + 1, "token_id": int(i), "token": text, "prob": float(p)}
         for rank, (p, i, text) in enumerate(zip(probs.tolist(), ids.tolist(), texts, strict=True))

@@ -75,6 +75,7 @@ def combine(parts: list[SampleSet]) -> SampleSet:
             )
         meta["model_inputs"].update(part.meta.get("model_inputs", {}))
         meta["seconds"].update(part.meta.get("seconds", {}))
+        meta.setdefault("threads", {}).update(part.meta.get("threads", {}))
         if "engine" in part.meta:  # served models: keep what produced them
             merge_engine(meta, part.meta["engine"])
     return SampleSet(

@@ -81,6 +81,7 @@ def sample_set(
     meta = {
         "model_inputs": {m.ref.label: r.model_input for m, r in zip(members, results, strict=True)},
         "seconds": {m.ref.label: round(r.seconds, 4) for m, r in zip(members, results, strict=True)},
+        "threads": {m.ref.label: r.threads for m, r in zip(members, results, strict=True) if r.threads},
         "versions": library_versions(),
     }
     for member in members:

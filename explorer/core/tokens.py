@@ -23,16 +23,33 @@ def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
     Tokens that end inside a character (their decoded prefix ends in U+FFFD) are grouped with
     the tokens that complete it, and each token of the group shows the group's text."""
-    ids = [int(i) for i in ids]
-    if not ids:
-        return []
+    return token_texts_many(tokenizer, [ids])[0]
+
+
+def token_texts_many(tokenizer: Any, sequences: Sequence[Sequence[int]]) -> list[list[str]]:
+    """`token_texts` of several sequences, with one call to the tokenizer's batch decoder."""
+    sequences = [[int(i) for i in ids] for ids in sequences]
     if hasattr(tokenizer, "token_texts"):  # a tokenizer that knows better (a server's)
-        return list(tokenizer.token_texts(ids))
-    prefixes = tokenizer.batch_decode(
-        [ids[: i + 1] for i in range(len(ids))],
-        skip_special_tokens=False,
-        clean_up_tokenization_spaces=False,
-    )
+        return [list(tokenizer.token_texts(ids)) if ids else [] for ids in sequences]
+    prefixes = [ids[: i + 1] for ids in sequences for i in range(len(ids))]
+    decoded = decode_all(tokenizer, prefixes) if prefixes else []
+    out, start = [], 0
+    for ids in sequences:
+        out.append(_split(tokenizer, ids, decoded[start : start + len(ids)]))
+        start += len(ids)
+    return out
+
+
+def decode_all(tokenizer: Any, rows: list[list[int]]) -> list[str]:
+    """Each row decoded with special tokens and without clean-up; through the Rust tokenizer in
+    one call when there is one (transformers' `batch_decode` costs a Python call per row)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch(rows, skip_special_tokens=False)
+    return tokenizer.batch_decode(rows, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _split(tokenizer: Any, ids: list[int], prefixes: list[str]) -> list[str]:
     texts: list[str] = []
     group, done = 0, ""  # tokens waiting for their character; text decoded before the group
     for i, decoded in enumerate(prefixes):

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.optimization import get_cosine_schedule_with_warmup
 
+from explorer.core.threads import fair_share
 from explorer.zoo.language import Recipe
 
 
@@ -80,8 +81,15 @@ def run_loop(
     opt = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
     sched = get_cosine_schedule_with_warmup(opt, schedule.warmup, schedule.steps)
     model.train()
-    losses: list[float] = []
     bar = tqdm(batches, total=schedule.steps, desc=desc, disable=quiet, mininterval=1.0)
+    with fair_share([model]):  # the explorer's thread policy: a busy machine does not thrash
+        losses = train_steps(model, bar, opt, sched, params, loss_fn)
+    model.eval()
+    return losses
+
+
+def train_steps(model, bar, opt, sched, params, loss_fn) -> list[float]:
+    losses: list[float] = []
     for batch in bar:
         loss = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
@@ -92,7 +100,6 @@ def run_loop(
         losses.append(loss.item())
         if len(losses) % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.3f}")
-    model.eval()
     return losses
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -30,10 +31,12 @@ from explorer.core.attribution.methods import Method, get_method
 from explorer.core.attribution.problem import MethodResult, Problem, build_problem
 from explorer.core.attribution.result import Attribution
 from explorer.core.attribution.targets import Target, get_target
+from explorer.core.errors import Cancelled
 from explorer.core.family import Family
 from explorer.core.params import CancelToken, ProgressFn, check_cancel, check_prompt
 from explorer.core.results import library_versions
 from explorer.core.samples import SampleSet
+from explorer.core.threads import fair_share
 
 ALIGN = ("auto", "tokens", "words")
 
@@ -68,11 +71,20 @@ class Plan:
         if self._base is None:
             self._base = self._run(problem if label == base_label else self.problem(base_label))
         own = self._base if label == base_label else self._run(problem)
-        return MethodResult(own.scores - self._base.scores, {**own.extra, "against": base_label})
+        extra = {**own.extra, "against": base_label}
+        if "converged" in own.extra or "converged" in self._base.extra:  # a difference of both
+            pair = zip(converged(own, problem), converged(self._base, problem), strict=True)
+            extra["converged"] = [a and b for a, b in pair]
+        return MethodResult(own.scores - self._base.scores, extra)
 
     def _run(self, problem: Problem) -> MethodResult:
-        with torch.enable_grad():
+        with torch.enable_grad(), fair_share([problem.member.model]):
             return self.method.fn(problem, **self.options)
+
+
+def converged(result: MethodResult, problem: Problem) -> list[bool]:
+    """Per target: whether the method met its own accuracy checks (True for exact methods)."""
+    return list(result.extra.get("converged", [True] * len(problem.targets)))
 
 
 def attribute(
@@ -98,7 +110,8 @@ def attribute(
     to prompt tokens only (Captum's and inseq's question); `align="words"` maps every model's
     tokens onto the words of the text (automatic when the models tokenize differently).
     `progress(model, done, total)` follows each model; `cancel` stops between models and
-    between passes. The module docstring says more."""
+    between passes, raising `Cancelled` whose `partial` is the Attribution of the models that
+    finished (None before the first). The module docstring says more."""
     check_prompt(prompt)
     if not isinstance(response, str):
         raise TypeError(f"response: expected a string, got {type(response).__name__}")
@@ -108,11 +121,22 @@ def attribute(
     check_request(family, spec, goal, foil)
     words = use_words(family, labels, align, targets, goal)
     plan = Plan(family, (prompt, response, chat), targets, foil, sources, spec, goal, options, cancel)
-    df, extras = run_plan(plan, labels, words, progress)
     meta = {"prompt": prompt, "response": response, "method": method, "target": goal.name,
             "options": options, "foil": foil, "sources": sources, "additive": spec.additive,
-            "extra": extras, "align": "words" if words else "tokens", "versions": library_versions()}  # fmt: skip
-    return Attribution(df=df, meta=meta)
+            "align": "words" if words else "tokens", "versions": library_versions()}  # fmt: skip
+    return finished(plan, labels, words, progress, meta)
+
+
+def finished(plan: Plan, labels: list[str], words: bool, progress, meta: dict) -> Attribution:
+    """The plan run over `labels`; on Stop, `Cancelled` carries the models that finished."""
+    try:
+        df, extras = run_plan(plan, labels, words, progress)
+    except Cancelled as err:
+        if err.partial is None:
+            raise
+        df, extras = err.partial
+        raise Cancelled(str(err), partial=Attribution(df=df, meta={**meta, "extra": extras})) from None
+    return Attribution(df=df, meta={**meta, "extra": extras})
 
 
 def run_plan(
@@ -121,13 +145,18 @@ def run_plan(
     """Every model's frame (one after another, stoppable between them) and its extras."""
     frames, extras = [], {}
     for i, label in enumerate(labels):
-        check_cancel(plan.cancel)
-        problem = plan.problem(label)
-        result = plan.run(label, problem)
+        try:
+            check_cancel(plan.cancel)
+            problem = plan.problem(label)
+            result = plan.run(label, problem)
+        except Cancelled as err:  # Stop: hand back the finished models' frames
+            partial = (pd.concat(frames, ignore_index=True), extras) if frames else None
+            raise Cancelled(str(err), partial=partial) from None
+        done = np.asarray(converged(result, problem), dtype=bool)
         if words:
-            frames.append(word_frame(label, plan.method.name, problem, result.scores, plan.text, plan.method.additive))
+            frames.append(word_frame(label, plan.method.name, problem, result.scores, plan.text, plan.method.additive, done))
         else:
-            frames.append(token_frame(label, plan.method.name, problem, result.scores))
+            frames.append(token_frame(label, plan.method.name, problem, result.scores, done))
         extras[label] = result.extra
         if progress:
             progress(label, i + 1, len(labels))
@@ -161,7 +190,7 @@ def use_words(family: Family, labels: list[str], align: str, targets, goal: Targ
         raise ValueError(
             "targets: word-aligned attribution explains every response word; leave targets out"
         )
-    if goal.relative and (words or not family.shared_tokenizer):
+    if goal.relative and not family.shared_tokenizer:
         raise ValueError(f"target: {goal.name} compares token by token and needs a shared tokenizer")
     return words
 
@@ -179,14 +208,18 @@ def attribute_samples(
     """Attribute every sample of each model under that model and summarise per prompt token:
     mean and spread of the sequence-level score across the model's own answers.
 
-    `progress(model, done, total)` counts samples; `cancel` stops after the sample in flight."""
+    `progress(model, done, total)` counts samples; `cancel` stops within the sample in flight,
+    raising `Cancelled` whose `partial` is the spread over the samples that finished."""
     jobs = [(model, i, text) for model in models or samples.models
             for i, text in enumerate([t for t in samples.texts(model) if t.strip()][:max_samples])]  # fmt: skip
     rows = []
     for done, (model, i, text) in enumerate(jobs):
-        check_cancel(cancel)
-        attr = attribute(family, samples.prompt, text, method=method, models=[model],
-                         chat=samples.params.chat, cancel=cancel, **options)  # fmt: skip
+        try:
+            check_cancel(cancel)
+            attr = attribute(family, samples.prompt, text, method=method, models=[model],
+                             chat=samples.params.chat, cancel=cancel, **options)  # fmt: skip
+        except Cancelled as err:  # Stop: the spread over the samples that finished
+            raise Cancelled(str(err), partial=summarise_spread(rows) if rows else None) from None
         rows.append(attr.sequence().assign(sample=i))
         if progress:
             progress(model, done + 1, len(jobs))

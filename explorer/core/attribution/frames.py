@@ -16,7 +16,10 @@ from explorer.core.member import model_input
 from explorer.core.tokens import display_tokens
 
 
-def token_frame(label: str, method: str, problem: Problem, scores: torch.Tensor) -> pd.DataFrame:
+def token_frame(
+    label: str, method: str, problem: Problem, scores: torch.Tensor, converged: np.ndarray
+) -> pd.DataFrame:
+    """`converged` (targets,): whether the method met its own accuracy checks per target."""
     tok = problem.member.tokenizer
     ids = problem.ids.tolist()
     names = np.array(display_tokens(tok, ids), dtype=object)
@@ -25,16 +28,17 @@ def token_frame(label: str, method: str, problem: Problem, scores: torch.Tensor)
     matrix = scores[:, :seq].detach().float().cpu().numpy()  # (targets, sources)
     target_pos = np.array(problem.targets)
     at = problem.start + target_pos
-    return grid_frame(label, method, matrix, target_pos, (names[at], pieces[at]),
-                      (names[:seq], pieces[:seq]), problem.start)  # fmt: skip
+    frame = grid_frame(label, method, matrix, target_pos, (names[at], pieces[at]),
+                       (names[:seq], pieces[:seq]), problem.start)  # fmt: skip
+    return frame.assign(converged=np.repeat(converged, seq))
 
 
 def word_frame(
     label: str, method: str, problem: Problem, scores: torch.Tensor, text: tuple[str, str, str],
-    additive: bool,
+    additive: bool, converged: np.ndarray,
 ) -> pd.DataFrame:  # fmt: skip
     """The model's token matrix mapped onto the words of the text (see explorer.core.alignment);
-    `text` is (prompt, response, chat)."""
+    `text` is (prompt, response, chat). A word converged when all its tokens did."""
     prompt, response, chat = text
     member = problem.member
     units = token_units(member.tokenizer, model_input(member, prompt, chat), prompt, response, problem.start)
@@ -46,8 +50,13 @@ def word_frame(
     n_sources = first if problem.sources == "prompt" else len(words.names)
     names = np.array(words.names, dtype=object)
     targets, sources = names[first:], names[:n_sources]
-    return grid_frame(label, method, m[first:, :n_sources], np.arange(len(names) - first),
-                      (targets, targets), (sources, sources), first)  # fmt: skip
+    frame = grid_frame(label, method, m[first:, :n_sources], np.arange(len(names) - first),
+                       (targets, targets), (sources, sources), first)  # fmt: skip
+    word_done = np.ones(len(names), dtype=bool)
+    for unit, done in zip(units[problem.start + np.array(problem.targets)], converged, strict=True):
+        if unit >= 0:
+            word_done[unit] &= bool(done)
+    return frame.assign(converged=np.repeat(word_done[first:], n_sources))
 
 
 def grid_frame(

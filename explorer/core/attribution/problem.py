@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from explorer.core.attribution.targets import Target, get_target
-from explorer.core.local import gather_choices
 from explorer.core.member import Member, model_input
 from explorer.core.params import CancelToken
+from explorer.core.teacher import gather_choices
 
 SOURCES = ("all", "prompt")
 

@@ -30,9 +30,19 @@ class Attribution:
         extra = self.meta.get("extra", {})
         gaps = [max(e["completeness_gap"]) for e in extra.values() if e.get("completeness_gap")]
         note = f" · completeness gap ≤ {max(gaps):.1%}" if gaps else ""
+        unconverged = self.unconverged()
+        if unconverged:
+            note += f" · {unconverged} target(s) not converged (column converged; raise budget=)"
         target = self.meta.get("target", "logprob")
         what = "" if target == "logprob" else f" ({target})"
         return f"{self.meta['method']}{what} of “{self.meta['response']}” after “{self.meta['prompt']}”{note}"
+
+    def unconverged(self) -> int:
+        """How many (model, target) rows stopped before meeting the method's accuracy checks."""
+        if "converged" not in self.df:
+            return 0
+        per_target = self.df.drop_duplicates(["model", "target_pos"])
+        return int((~per_target["converged"].astype(bool)).sum())
 
     def matrix(self, model: str, normalise: str | None = None) -> pd.DataFrame:
         """Targets × sources for one model; `normalise` = None, "l1" (each target's absolute

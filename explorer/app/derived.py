@@ -1,0 +1,53 @@
+"""What the controller derives from results for the views to lay out: status sentences, the
+chosen response token by token, the attribution views, the method table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from explorer.app.state import AppState
+
+
+def summary(samples) -> str:
+    seconds = sum(samples.meta.get("seconds", {}).values())
+    threads = sorted(set(samples.meta.get("threads", {}).values()))
+    used = f", {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''}" if threads else ""
+    return f"{len(samples.df)} samples from {len(samples.models)} models in {seconds:.1f} s (seed {samples.params.seed}{used})"
+
+
+def spread_method(method: str) -> str:
+    """Integrated gradients over every sample is costly; its cheap additive cousin stands in."""
+    return "grad_x_input" if method == "integrated_gradients" else method
+
+
+def chosen_tokens(state: AppState, model: str, sample: int) -> dict[str, Any]:
+    """The chosen response token by token: its log-ratios against the base (when the family
+    shares a tokenizer) and the model's probability of each token."""
+    from explorer.core.tables import token_probabilities
+
+    ratio = None
+    if state.log_ratio is not None:
+        lr = state.log_ratio
+        ratio = lr[(lr["model"] == model) & (lr["sample"] == sample)]
+    return {"log_ratio": ratio, "prob": token_probabilities(state.samples, model, sample)}
+
+
+def attribution_views(attr) -> dict[str, Any]:
+    """The attribution, its difference from the base, and a sentence on what it shows."""
+    diff = attr.diff()
+    diff = diff[diff["model"] != attr.models[0]]
+    return {"attribution": attr, "attribution_diff": diff if len(diff) else None,
+            "attribution_note": attr.summary()}  # fmt: skip
+
+
+def method_table() -> list[tuple[str, bool]]:
+    """(method, needs weights) for every registered method, read afresh: methods registered
+    after the app was made appear too."""
+    from explorer.core.attribution import list_methods
+
+    return [(row.method, row.needs != "forward") for row in list_methods().itertuples()]
+
+
+def needs_weights(method: str) -> bool:
+    """Whether an attribution method needs local weights (gradients or attention)."""
+    return dict(method_table()).get(method, False)
