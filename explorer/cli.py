@@ -59,26 +59,18 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--show-sources", action="store_true", help="show code cells (stripped by default)"
     )
-    parser.add_argument(
-        "--preheat",
-        type=int,
-        default=0,
-        metavar="K",
-        help="keep K kernels pre-started with the notebook already run (faster first page)",
-    )
+    parser.add_argument("--preheat", type=int, default=0, metavar="K",
+                        help="keep K kernels pre-started with the notebook already run (faster first page)")
     parser.add_argument(
         "--threads", type=threads_arg, default="auto", metavar="N|auto",
         help="torch threads per computation: auto (default: a fair share of the free cores, "
         "split among the computations running at once) or a fixed number",
     )
-    parser.add_argument(
-        "--cull-after",
-        type=int,
-        default=600,
-        metavar="SECONDS",
-        help="shut down a page's kernel SECONDS after its page closed and it went idle, "
-        "freeing its models (default 600; 0 keeps kernels)",
-    )
+    parser.add_argument("--replay", metavar="SESSION.json",
+                        help="show a saved session read-only, without loading any model (serves replay.ipynb)")
+    parser.add_argument("--cull-after", type=int, default=600, metavar="SECONDS",
+                        help="shut down a page's kernel SECONDS after its page closed and it went idle, "
+                        "freeing its models (default 600; 0 keeps kernels)")  # fmt: skip
     return parser
 
 
@@ -119,6 +111,12 @@ def threads_arg(value: str) -> str:
 
 def serve(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
+    if args.replay:
+        replay = Path(args.replay).expanduser().resolve()
+        if not replay.is_file():
+            raise SystemExit(f"family-explorer: --replay {args.replay}: no such session file")
+        os.environ["FX_REPLAY"] = str(replay)
+        args.notebook = args.notebook or "replay"
     notebook = resolve_notebook(args.notebook)
     cmd = voila_command(args, notebook)
     os.environ["FX_THREADS"] = args.threads  # the kernels Voila starts inherit the policy
@@ -156,6 +154,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribute", metavar="METHOD", help="also attribute samples with METHOD")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html, one self-contained page")
     p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto", help="torch threads (default auto)")
     return p
 
@@ -195,6 +194,8 @@ def sweep(argv: list[str]) -> int:
         prompts = read_prompts(args.prompts)
         with sweep_bar(args.quiet) as progress:
             tables = run_sweep(family, prompts, params, args.out, attribute=args.attribute, progress=progress)
+        if args.report:
+            fx.report(args.out, Path(args.out) / "report.html")
     except KeyboardInterrupt:
         print(
             "\nfamily-explorer sweep: interrupted; finished units are saved — re-run the same command to resume.",

@@ -351,3 +351,35 @@ def fx_button():
     import ipywidgets
 
     return ipywidgets.Button
+
+
+def test_a_saved_session_replays_without_loading_any_model(app, tmp_path):
+    from explorer.core.store import ModelStore
+
+    resample(app)
+    pick_first_response(app)
+    assert app.wait(120)
+    path = tmp_path / "lesson.json"
+    app.controller.session().save(path)
+    store = ModelStore()
+    replay = fx.Explorer(None, store=store, replay=path)
+    s = replay.state
+    assert s.replay and s.family is None and s.error == ""
+    assert s.samples.models == app.state.samples.models and s.findings is not None and len(s.findings)
+    assert s.attribution is not None and len(replay.findings.matrix.children) > 5
+    assert replay.sampling_panel.resample.disabled and "no model is loaded" in replay.sampling_panel.resample.tooltip
+    assert "Replay of lesson.json: read-only" in s.status
+    assert store.cached == [] and store._tokenizers == {}  # no model (nor tokenizer) was loaded
+    replay.prompt_panel.text.value = "something else"
+    replay.sampling_panel.resample.click()  # disabled in the page; a click from code changes nothing
+    assert replay.wait(10) and s.samples.models == app.state.samples.models
+
+
+def test_the_data_tab_offers_the_html_report(app):
+    resample(app)
+    app.data.prepare.click()
+    assert app.wait(60)
+    names = [f.filename for f in app.state.downloads]
+    assert names[0] == "report.html" and "Report (HTML)" in app.data.links.value
+    page = app.state.downloads[0].data.decode()
+    assert "vegaEmbed" in page and "Findings" in page

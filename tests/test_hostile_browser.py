@@ -33,6 +33,7 @@ def test_payloads_show_as_text_and_never_run(tmp_path):
             timeout=120_000,
         )
         page.get_by_role("button", name="Resample").click()
+        page.get_by_role("tab", name="Responses").click()
         page.wait_for_function(
             "() => document.querySelectorAll('.fx-responses select').length === 2 && [...document.querySelectorAll('.fx-responses select')].every(s => s.options.length === 12)",
             timeout=120_000,

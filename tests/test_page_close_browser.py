@@ -43,6 +43,8 @@ def test_closing_the_page_mid_run_stops_its_run():
         page.locator("input[type=number]").first.fill("4096")
         page.locator("input[type=number]").first.press("Tab")
         page.get_by_role("button", name="Resample").click()
+        page.get_by_text("Run or Cancel?").wait_for(timeout=60_000)  # 5 × 4096 samples: it asks first
+        page.get_by_role("button", name="Run").click()
         page.get_by_role("button", name="Stop").wait_for(timeout=30_000)
         time.sleep(3)
         start = {p: cpu_seconds(p) for p in ours}

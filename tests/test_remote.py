@@ -236,7 +236,7 @@ def test_the_app_on_a_served_family(server):
     assert s.samples.models == ["fable-base", "fable-pirate"] and len(s.samples.df) == 16
     assert s.samples.meta["engine"]["server"] == server.url
     column = app.responses.columns.children[1]
-    column.children[1].value = column.children[1].options[0][1]  # attribute a pirate answer
+    column.children[-1].value = column.children[-1].options[0][1]  # attribute a pirate answer
     assert app.wait(120) and s.error == ""
     assert s.attribution.meta["method"] == "occlusion" and set(s.attribution.models) == {
         "fable-base",
@@ -271,6 +271,7 @@ def test_a_served_family_in_voila(server):
         page.wait_for_function(
             "() => document.querySelectorAll('.fx-responses select').length === 2", timeout=120_000
         )
+        page.get_by_role("tab", name="Responses").click()
         page.locator(".fx-responses select").nth(1).select_option(index=0)
         page.get_by_role("tab", name="Attribution").click()
         page.wait_for_function(

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "explorer"
-PRESENTATION = ("explorer.app", "explorer.charts", "explorer.report", "altair", "ipywidgets", "IPython",
+PRESENTATION = ("explorer.app", "explorer.charts", "explorer.reports", "altair", "ipywidgets", "IPython",
                 "tqdm", "anywidget", "traitlets")  # fmt: skip
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 40
 

@@ -35,9 +35,11 @@ def prompt_file(tmp_path):
 def test_sweep_writes_the_tables(prompt_file, tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
-        sweep_cmd(prompt_file, out, extra=["--quiet"]), capture_output=True, text=True, timeout=600
+        sweep_cmd(prompt_file, out, extra=["--quiet", "--report"]), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    page = (out / "report.html").read_text()
+    assert "Labels across the prompt set" in page and "vegaEmbed" not in page  # a table page, no charts
     data = fx.load_sweep(out)
     assert len(data["samples"]) == len(PROMPTS) * 5 * 6
     assert len(data["variability"]) == len(PROMPTS) * 5

@@ -38,8 +38,10 @@ class Explorer(w.VBox):
 
     def __init__(
         self, family: Any = "fable", store: Any = None, load: bool = True, core: Any = None,
-        **settings: Any,
+        replay: Any = None, **settings: Any,
     ) -> None:  # fmt: skip
+        """`replay`: a saved session file to show read-only, without loading any model (a
+        Binder or a weak laptop can show a prepared lesson); the family is then not loaded."""
         enable_offline_charts()
         self.state = AppState(**settings)
         self.controller = Controller(self.state, store=store, core=core)
@@ -50,7 +52,9 @@ class Explorer(w.VBox):
         self.heartbeat = page_heartbeat(on_gone=self.controller.abandon)
         if self.heartbeat is not None:  # under Voila: a closed page stops its run
             self.children = (*self.children, self.heartbeat)
-        if load and family is not None:
+        if replay is not None:  # a saved session, shown without loading any model
+            self.controller.import_session(replay)
+        elif load and family is not None:
             self._start(family)
 
     def _build_views(self) -> list[w.Widget]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 from explorer.app.core import Core
@@ -344,14 +345,22 @@ class Controller:
             self.fail(f"Import failed, nothing changed: {err}")
             return False
         updates: dict[str, Any] = {"behaviours": session.behaviours, "error": ""}
-        if session.samples is not None and self.state.family is not None:
+        replay = self.state.family is None
+        if session.samples is not None and not replay:
             labels = self.state.family.labels
             kept = [m for m in session.samples.models if m in labels and m != labels[0]]
             updates.update(self._analysed(self.state.family.subset(kept), session.samples, session.behaviours))
+        elif session.samples is not None:  # replay: every table from the samples, no model loaded
+            updates.update(self._analysed(None, session.samples, session.behaviours))
+            updates.update(relations={m["label"]: m.get("relation", "") for m in session.family.get("members", [])})
+        if session.samples is not None:
             updates["prompt"] = session.samples.prompt
         if session.attribution is not None:
             updates.update(attribution_views(session.attribution))
-        updates.update(chosen=session.selected, status=f"Imported session from {getattr(path, 'name', path)}")
+        name = Path(str(path)).name
+        status = (f"Replay of {name}: read-only, no model loaded (load a family to resample)" if replay
+                  else f"Imported session from {name}")  # fmt: skip
+        updates.update(chosen=session.selected, replay=replay, status=status)
         self.assign(**updates)
         return True
 

@@ -111,4 +111,14 @@ class Core:
         return load_sweep(folder)
 
     def downloads(self, session: Session, tables: dict, charts: dict) -> list[Download]:
-        return downloads(session, tables, charts)
+        """The Data tab's files, the self-contained HTML report among them."""
+        import tempfile
+        from pathlib import Path
+
+        from explorer.reports import report
+
+        files = downloads(session, tables, charts)
+        with tempfile.TemporaryDirectory() as tmp:
+            page = report(session, Path(tmp) / "report.html")
+            files.insert(0, Download("report.html", page.read_bytes()))
+        return files

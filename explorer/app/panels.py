@@ -196,7 +196,7 @@ class SamplingPanel(w.VBox):
         self.stop.on_click(lambda _: ctl.stop())
         self.bars = w.VBox()
         self._bars: dict[str, w.FloatProgress] = {}
-        state.observe(self.redraw, names=["running", "progress", "selected", "family"])
+        state.observe(self.redraw, names=["running", "progress", "selected", "family", "replay"])
         super().__init__([section("Sampling", self.n, self.temperature, self.top_p, self.top_k, self.max_new, self.seed,
                                   self.fresh, w.HBox([self.resample, self.stop]), self.bars)])  # fmt: skip
         self.redraw()
@@ -204,6 +204,8 @@ class SamplingPanel(w.VBox):
     def redraw(self, _=None) -> None:
         s = self.state
         self.resample.disabled = bool(s.running) or s.family is None
+        self.resample.tooltip = ("A replay of a saved session: no model is loaded. Load a family to resample."
+                                 if s.family is None and s.replay else "Sample every selected model n times")  # fmt: skip
         self.stop.disabled = not s.running
         if not s.running:
             self.bars.children, self._bars = [], {}

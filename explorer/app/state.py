@@ -64,6 +64,8 @@ class AppState(t.HasTraits):
     confirm = t.Unicode("")  # the question ("Attribution ≈ 40 s on this machine — Run or Cancel?")
     confirm_after = t.Float(10.0)  # seconds of estimated work above which the app asks first
 
+    replay = t.Bool(False)  # showing a saved session without its models (read-only)
+
     # status
     running = t.Unicode("")  # name of the task in flight, "" when idle
     progress = t.Dict()  # model -> fraction done

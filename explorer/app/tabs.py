@@ -179,6 +179,7 @@ class VariabilityView(w.VBox):
         )
 
 
+LINK_LABELS = {"report.html": "Report (HTML)"}
 UNITS = [("auto (words where tokens split them)", "auto"), ("words", "words"), ("tokens", "tokens")]
 
 
@@ -277,7 +278,7 @@ class DataView(w.VBox):
         self.table.value = table_html(s.samples.df[cols], max_rows=200, css="fx-data")
 
     def redraw_links(self, _=None) -> None:
-        self.links.value = " ".join(download_link(f.data, f.filename, f.filename, f.mime) for f in self.state.downloads)
+        self.links.value = " ".join(download_link(f.data, f.filename, LINK_LABELS.get(f.filename, f.filename), f.mime) for f in self.state.downloads)
 
     def on_prepare(self, _=None) -> None:
         s = self.state
