@@ -1,8 +1,8 @@
 """UI latency in the real thing: `family-explorer` (Voila) driven by headless Chromium.
 
 Reports page-load-to-interactive (navigation until Resample can be clicked) and
-click-to-charts (Resample click until every response column is filled and the variability
-charts have redrawn) for fable with 3 models × 16 samples × 24 tokens. Median of --repeats.
+click-to-charts (Resample click until every response column is filled, the new findings are
+drawn and the variability charts have redrawn) for fable with 3 models × 16 samples × 24 tokens. Median of --repeats.
 With --real: the real SmolLM2 family (2 models × 16 × 24), each click alternating with a bare
 `generate` of the same work in this process, and the ratio of the medians.
 
@@ -24,11 +24,13 @@ READY = "() => [...document.querySelectorAll('button')].some(b => b.innerText.in
 # A redrawn chart keeps its container and its SVG element (vega updates it in place): a chart
 # counts as redrawn when its drawing's content differs from the one marked before the click.
 HASH = "(t => [...t].reduce((h, c) => (h * 31 + c.charCodeAt(0)) | 0, 0))"
-MARK_OLD = f"() => document.querySelectorAll('.vega-embed svg.marks').forEach(e => e.dataset.old = {HASH}(e.innerHTML))"
+MARK_OLD = (f"() => {{ document.querySelectorAll('.vega-embed svg.marks').forEach(e => e.dataset.old = {HASH}(e.innerHTML)); "
+            "document.querySelectorAll('.fx-cell').forEach(e => e.dataset.old = '1'); }")  # fmt: skip
 FRESH = f"""() => document.querySelectorAll('.fx-responses select').length === 3 &&
   [...document.querySelectorAll('.fx-responses select')].every(s => s.options.length === 16) &&
   [...document.querySelectorAll('.vega-embed svg.marks')].filter(e => e.offsetParent !== null
-     && e.dataset.old !== String({HASH}(e.innerHTML))).length >= 3"""
+     && e.dataset.old !== String({HASH}(e.innerHTML))).length >= 3 &&
+  document.querySelectorAll('.fx-cell:not([data-old])').length >= 2"""  # the new findings too
 
 
 def fresh_charts(columns: int, n: int) -> str:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import functools
 import math
 
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
-
 ALPHA = 0.05  # family-wise error rate of one run's labels
 MARGIN = 0.25  # "inherited": the rates differ by at most this much
 SMALL = 0.10  # "absent"/"introduced": a rate under this counts as not shown
@@ -46,6 +44,8 @@ def each_alpha(intervals: int) -> float:
 
 def difference_interval(base: tuple[int, int], desc: tuple[int, int], alpha: float) -> tuple[float, float]:
     """Two-sided (1 − alpha) Newcombe interval for p_desc − p_base."""
+    from statsmodels.stats.proportion import confint_proportions_2indep  # 0.7 s: on first use only
+
     (cb, nb), (cd, nd) = base, desc
     lo, hi = confint_proportions_2indep(cd, nd, cb, nb, method="newcomb", compare="diff", alpha=alpha)
     return float(lo), float(hi)
@@ -53,6 +53,8 @@ def difference_interval(base: tuple[int, int], desc: tuple[int, int], alpha: flo
 
 def upper_bound(count: int, n: int, alpha: float) -> float:
     """One-sided (1 − alpha) Wilson upper bound of a rate."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if n <= 0:
         return 1.0
     return float(proportion_confint(count, n, alpha=2 * alpha, method="wilson")[1])

@@ -78,7 +78,7 @@ class Plan:
         return MethodResult(own.scores - self._base.scores, extra)
 
     def _run(self, problem: Problem) -> MethodResult:
-        with torch.enable_grad(), fair_share([problem.member.model]):
+        with torch.enable_grad(), fair_share([problem.member.model], batched=self.method.batched):
             return self.method.fn(problem, **self.options)
 
 

@@ -30,6 +30,7 @@ class Method:
     additive: bool
     needs: str = "gradients"
     target: str = "logprob"  # the target explained when the caller names none
+    batched: bool = False  # many rows per pass (worth several threads even on a tiny model)
 
     @property
     def needs_weights(self) -> bool:
@@ -40,8 +41,9 @@ _METHODS: dict[str, Method] = {}
 
 
 def register_method(
-    name: str, fn: MethodFn, *, additive: bool, needs: str = "gradients", target: str = "logprob"
-) -> None:
+    name: str, fn: MethodFn, *, additive: bool, needs: str = "gradients", target: str = "logprob",
+    batched: bool = False,
+) -> None:  # fmt: skip
     """Add an attribution method: `fn(problem, **kwargs) -> MethodResult`.
 
     `additive` scores sum over sources (summed when aggregating words); others are maxed.
@@ -52,7 +54,7 @@ def register_method(
         raise ValueError(f"needs: one of {', '.join(NEEDS)}, got {needs!r}")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable taking a Problem, got {type(fn).__name__}")
-    _METHODS[name] = Method(name, fn, additive, needs, target)
+    _METHODS[name] = Method(name, fn, additive, needs, target, batched)
 
 
 def get_method(name: str) -> Method:
@@ -83,8 +85,8 @@ def grad_x_input(problem: Problem) -> MethodResult:
 
 register_method("saliency", saliency, additive=False)
 register_method("grad_x_input", grad_x_input, additive=True)
-register_method("integrated_gradients", integrated_gradients, additive=True)
-register_method("occlusion", occlusion, additive=True, needs="forward")
+register_method("integrated_gradients", integrated_gradients, additive=True, batched=True)
+register_method("occlusion", occlusion, additive=True, needs="forward", batched=True)
 register_method("attention", attention, additive=False, needs="attentions")
 register_method("attention_rollout", attention_rollout, additive=False, needs="attentions")
-register_method("adaptation", occlusion, additive=True, needs="forward", target="log_ratio")
+register_method("adaptation", occlusion, additive=True, needs="forward", target="log_ratio", batched=True)
