@@ -54,24 +54,22 @@ def show_chart(
 ) -> None:
     """Draw `chart` in `box` as an interactive, offline-capable JupyterChart.
 
-    A chart already in the box is given the new spec rather than replaced: a new widget per
-    redraw leaked widget models and, with many pages redrawing at once, raced the front end's
-    initialisation of the one it replaced ("Failed to initialize model")."""
+    Each box keeps one chart widget for its lifetime and gives it each new spec: a new widget
+    per redraw leaked widget models and, with many pages redrawing at once, raced the front
+    end's initialisation of the one it replaced ("Failed to initialize model"). For the same
+    reason a box that shows its placeholder for a while (results cleared before a resample's
+    scores arrive) keeps its widget rather than closing it."""
+    kept = getattr(box, "_fx_chart", None)
     if chart is None:
-        _close_charts(box)
         box.children = [w.HTML(f"<em>{escape(placeholder)}</em>")]
         return
-    current = box.children[0] if box.children else None
-    if isinstance(current, alt.JupyterChart):
-        current.chart = chart
+    if kept is not None:
+        kept.chart = chart
+        if tuple(box.children) != (kept,):
+            box.children = [kept]
         return
-    box.children = [alt.JupyterChart(chart, embed_options=EMBED)]
-
-
-def _close_charts(box: w.Box) -> None:
-    for child in box.children:
-        if isinstance(child, alt.JupyterChart):
-            child.close()
+    box._fx_chart = alt.JupyterChart(chart, embed_options=EMBED)
+    box.children = [box._fx_chart]
 
 
 def download_link(data: bytes, filename: str, label: str, mime: str) -> str:
