@@ -263,7 +263,7 @@ def attribution_heatmaps(
                 title="source token",
                 axis=alt.Axis(labelAngle=-50, labelLimit=90),
             ),
-            y=alt.Y("target:N", sort=targets, title="response token"),
+            y=alt.Y("target:N", sort=targets, title=None),  # rows: response tokens (the title says)
             color=alt.Color(
                 f"{value}:Q",
                 scale=alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True),

@@ -79,7 +79,7 @@ def session_sections(session: CoreSession) -> tuple[list[str], list[dict]]:
         attr = session.attribution
         diff = attr.diff()
         diff = diff[diff["model"] != attr.models[0]]
-        parts = [charts.attribution_heatmaps(attr.df, title="Attribution per model (shared colour scale)")]
+        parts = [charts.attribution_heatmaps(attr.df, title="Attribution per model: response tokens (rows) × source tokens, one colour scale")]
         if len(diff):
             parts.append(charts.attribution_heatmaps(diff, title=f"Minus {attr.models[0]}"))
         body.append(f"<p class='note'>{esc(attr.summary())}</p>" + chart_section("Attribution", specs, parts))

@@ -62,13 +62,10 @@ class FamilyPanel(w.VBox):
 
         self.state, self.ctl = state, ctl
         self.preset = w.Dropdown(options=list_presets(), value=state.preset, description="Preset")
-        self.base = w.Text(
-            placeholder="or hub id, folder, http://…/v1",
-            description="Base",
-        )
-        self.extra = w.Text(placeholder="comma-separated ids or folders", description="Add")
+        self.base = w.Text(placeholder="or hub id, folder, http://…/v1", description="Base", layout=w.Layout(width="270px"))
+        self.extra = w.Text(placeholder="comma-separated ids or folders", description="Add", layout=w.Layout(width="270px"))
         self.members = w.SelectMultiple(
-            description="Compare", rows=5, layout=w.Layout(width="290px")
+            description="Compare", rows=5, layout=w.Layout(width="270px")
         )
         self.load = w.Button(description="Load", icon="download", button_style="primary")
         self.progress = w.FloatProgress(
@@ -133,10 +130,10 @@ class PromptPanel(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
         self.text = w.Textarea(
-            value=state.prompt, placeholder="Type a prompt", rows=3, layout=w.Layout(width="300px")
+            value=state.prompt, placeholder="Type a prompt", rows=3, layout=w.Layout(width="270px")
         )
         self.examples = w.Dropdown(
-            options=["(examples)"], description="Examples", layout=w.Layout(width="300px")
+            options=["(examples)"], description="Examples", layout=w.Layout(width="270px")
         )
         self.chat = w.ToggleButtons(options=["auto", "never", "always"], value=state.chat, description="Chat template",
                                     style={"button_width": "64px"})  # fmt: skip
@@ -170,8 +167,8 @@ class PromptPanel(w.VBox):
 class SamplingPanel(w.VBox):
     def __init__(self, state: AppState, ctl: Controller) -> None:
         self.state, self.ctl = state, ctl
-        style = {"description_width": "104px"}
-        lay = w.Layout(width="196px")
+        style = {"description_width": "112px"}
+        lay = w.Layout(width="200px")
         self.n = w.BoundedIntText(min=1, max=4096, description="samples n", style=style, layout=lay)
         self.temperature = w.BoundedFloatText(
             min=0.01, max=10, step=0.1, description="temperature", style=style, layout=lay

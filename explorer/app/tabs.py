@@ -230,9 +230,9 @@ class AttributionView(w.VBox):
             show_chart(self.heatmaps, None, "")
         else:
             self.info.value = f"<div class='fx-note'>{escape(s.attribution_note)}</div>"
-            show_chart(self.heatmaps, charts.attribution_heatmaps(attr.df, title="Attribution per model (shared colour scale)"))
+            show_chart(self.heatmaps, charts.attribution_heatmaps(attr.df, title="Attribution per model: response tokens (rows) × source tokens, one colour scale"))
         diff = s.attribution_diff
-        title = f"Minus {attr.models[0]}" if attr is not None else ""
+        title = f"Minus {attr.models[0]}: the change each adaptation made, same rows and columns" if attr is not None else ""
         show_chart(self.diff, charts.attribution_heatmaps(diff, title=title) if diff is not None else None, "")
         spread = s.attribution_spread
         show_chart(self.bars, charts.attribution_bars(spread) if spread is not None and len(spread) else None, "")

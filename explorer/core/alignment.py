@@ -84,12 +84,14 @@ def token_units(
 
 def splits_words(tokenizer, text: str) -> bool:
     """Whether the tokenizer cuts some whitespace-separated word of `text` into several tokens
-    (subword tokenizers do; the fable zoo's word-level one does not). Tokenizers without
-    character offsets count as splitting."""
+    (subword tokenizers do; the fable zoo's word-level one does not). A tokenizer without
+    character offsets (a server's) cannot be mapped onto words, so it keeps its tokens."""
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError):
-        return True
+        return False
+    if "offset_mapping" not in enc:
+        return False
     units = char_units(text, 0)
     words = [span_unit(units, a, b) for a, b in enc["offset_mapping"] if b > a]
     return len(words) != len(set(words))
