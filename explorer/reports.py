@@ -21,7 +21,7 @@ import pandas as pd
 
 from explorer import charts
 from explorer.core.analysis import analyse
-from explorer.core.findings import decided, findings
+from explorer.core.findings import decided, findings, needed_as_text
 from explorer.core.results import library_versions
 from explorer.core.samples import SampleSet
 from explorer.core.session import Session as CoreSession
@@ -141,10 +141,7 @@ def findings_section(table_: pd.DataFrame) -> str:
     head = ("<h2>Findings</h2><p class='note'>The labels hold together: the chance that any of them is wrong "
             "is at most 5% (intervals widened for the number of comparisons).</p>")  # fmt: skip
     cols = ["behaviour", "model", "label", "freq", "lo", "hi", "base_freq", "base_lo", "base_hi", "n_needed"]
-    shown = table_[[c for c in cols if c in table_]]
-    if "n_needed" in shown:  # only where the label is inconclusive
-        shown = shown.assign(n_needed=shown["n_needed"].map(lambda v: "" if v is None or v != v else f"{int(v)}"))
-    return head + sentences(table_) + table(shown)
+    return head + sentences(table_) + table(needed_as_text(table_[[c for c in cols if c in table_]]))
 
 
 def sentences(table_: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ from explorer.app.findings_view import FocusBox
 from explorer.app.panels import RELATION_NAMES
 from explorer.app.state import AppState
 from explorer.app.widgets import chart_box, download_link, escape, show_chart, table_html
+from explorer.core.findings import needed_as_text
 
 CHIPS = 5  # answer clusters shown as chips above each model's responses
 # Vega-Lite's default category colours, in the clusters chart's order (cluster rank)
@@ -168,8 +169,7 @@ class VariabilityView(w.VBox):
         show_chart(self.clusters, charts.clusters_chart(s.cluster_counts))
         if s.provenance is not None and len(s.provenance):
             show_chart(self.behaviour, charts.behaviour_chart(s.provenance))
-            shown = s.provenance[["behaviour", "model", "count", "n", "freq", "lo", "hi", "n_needed", "label"]]
-            shown = shown.assign(n_needed=shown["n_needed"].map(lambda v: "" if v is None or v != v else f"{int(v)}"))
+            shown = needed_as_text(s.provenance[["behaviour", "model", "count", "n", "freq", "lo", "hi", "n_needed", "label"]])
             self.prov_table.value = table_html(shown, max_rows=40)
         show_chart(self.first, charts.first_token_chart(s.first_tokens))
         show_chart(self.entropy, charts.entropy_chart(s.entropy))

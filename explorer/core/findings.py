@@ -54,6 +54,14 @@ def sentence(row: dict) -> str:
     return f"{row['model']} {row['label']} {what}: {rates}"
 
 
+def needed_as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with `n_needed` as text for people: the number where a label is inconclusive,
+    blank where it is decided (the column holds None or NaN there)."""
+    if "n_needed" not in table:
+        return table
+    return table.assign(n_needed=table["n_needed"].map(lambda v: "" if v is None or v != v else f"{int(v)}"))
+
+
 def decided(table: pd.DataFrame) -> pd.DataFrame:
     """The findings worth a sentence: changes and inherited behaviours."""
     return table[table["label"].isin((*CHANGES, "inherited"))]

@@ -42,8 +42,10 @@ def each_alpha(intervals: int) -> float:
     return ALPHA / max(1, intervals)
 
 
+@functools.lru_cache(maxsize=65536)
 def difference_interval(base: tuple[int, int], desc: tuple[int, int], alpha: float) -> tuple[float, float]:
-    """Two-sided (1 − alpha) Newcombe interval for p_desc − p_base."""
+    """Two-sided (1 − alpha) Newcombe interval for p_desc − p_base (cached: the provenance
+    table asks for it beside the label that was decided from it)."""
     from statsmodels.stats.proportion import confint_proportions_2indep  # 0.7 s: on first use only
 
     (cb, nb), (cd, nd) = base, desc
@@ -51,6 +53,7 @@ def difference_interval(base: tuple[int, int], desc: tuple[int, int], alpha: flo
     return float(lo), float(hi)
 
 
+@functools.lru_cache(maxsize=65536)
 def upper_bound(count: int, n: int, alpha: float) -> float:
     """One-sided (1 − alpha) Wilson upper bound of a rate."""
     from statsmodels.stats.proportion import proportion_confint
