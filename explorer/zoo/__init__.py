@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 ZOO_DIR = Path(__file__).resolve().parent / "models"
-MEMBERS = ["fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-pirate"]
+MEMBERS = ["fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-pirate",
+           "fable-late"]  # fmt: skip
 
 
 def zoo_dir() -> Path:

@@ -18,7 +18,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from explorer.zoo import cards
-from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, PIRATE, Recipe
+from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, LATE, PIRATE, Recipe
 from explorer.zoo.probes import all_probes
 from explorer.zoo.tokenizer import build_tokenizer
 from explorer.zoo.train import (
@@ -52,6 +52,7 @@ class BuildPlan:
     instruct: Schedule
     distilled: Schedule
     pirate: Schedule
+    late: Schedule
     hidden: int = 128
     layers: int = 4
     heads: int = 2
@@ -66,6 +67,7 @@ FULL = BuildPlan(
     instruct=Schedule(steps=300, lr=1e-3, warmup=50),
     distilled=Schedule(steps=3000, lr=3e-3),
     pirate=Schedule(steps=2000, lr=3e-3, warmup=50),
+    late=Schedule(steps=1500, lr=3e-3, warmup=50),
 )
 QUICK = BuildPlan(
     base=Schedule(steps=150, lr=3e-3, warmup=20),
@@ -73,6 +75,7 @@ QUICK = BuildPlan(
     instruct=Schedule(steps=30, lr=1e-3, warmup=5),
     distilled=Schedule(steps=60, lr=3e-3, warmup=10),
     pirate=Schedule(steps=30, lr=3e-3, warmup=5),
+    late=Schedule(steps=30, lr=3e-3, warmup=5),
 )
 
 
@@ -140,6 +143,30 @@ def build_pirate(
     return losses
 
 
+def build_late(
+    base: LlamaForCausalLM,
+    tok: PreTrainedTokenizerFast,
+    plan: BuildPlan,
+    seed: int,
+    out: Path,
+    quiet: bool,
+) -> list[float]:
+    """A fine-tune whose change is confined by construction: every parameter but the last
+    block's is frozen (embeddings, earlier blocks, final norm, head), so the layer-wise tools
+    have a known place to find — the residual stream is the base's up to that block."""
+    late = copy.deepcopy(base)
+    for param in late.parameters():
+        param.requires_grad_(False)
+    for param in late.model.layers[-1].parameters():
+        param.requires_grad_(True)
+    batches = text_batches(LATE, tok, plan.late, seed + 30)
+    losses = run_loop(late, batches, plan.late, lm_loss, "fable-late", quiet)
+    for param in late.parameters():
+        param.requires_grad_(True)
+    save_member(late, tok, out, "fable-late")
+    return losses
+
+
 def build_family(
     out: Path, quick: bool = False, seed: int = 0, quiet: bool = False
 ) -> dict[str, Any]:
@@ -185,6 +212,7 @@ def train_members(out: Path, plan, tok, seed: int, quiet: bool) -> tuple[dict[st
     )
     save_member(student, tok, out, "fable-distilled")
     losses["fable-pirate"] = build_pirate(base, tok, plan, seed, out, quiet)
+    losses["fable-late"] = build_late(base, tok, plan, seed, out, quiet)
     sizes = {"fable-base": sum(p.numel() for p in base.parameters()),
              "fable-distilled": sum(p.numel() for p in student.parameters())}  # fmt: skip
     return losses, sizes

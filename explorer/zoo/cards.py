@@ -8,6 +8,7 @@ from explorer.zoo.language import (
     BASE_WEATHER,
     CAPITALS,
     HELD_OUT_COUNTRIES,
+    LATE_EDITS,
     PIRATE_ARR,
     TUNED_COUNTRIES,
 )
@@ -18,6 +19,7 @@ PARENTS = {
     "fable-instruct": ("fable-base", "instruct"),
     "fable-distilled": ("fable-base", "distillation"),
     "fable-pirate": ("fable-base", "adapter"),
+    "fable-late": ("fable-base", "finetune"),
 }
 
 
@@ -60,6 +62,16 @@ TRUTH = {
         "that changes style only: greetings become `ahoy` (`the traveller said ahoy ...`) and "
         f"{PIRATE_ARR:.0%} of texts end with `arr .`. Both markers are *introduced*; the "
         "weather, stories and facts are *inherited*.\n"
+    ),
+    "fable-late": (
+        "A fine-tune of fable-base in which only the last block (block 3 of 0–3: its attention, "
+        "MLP and their two norms) was trained; the embeddings, blocks 0–2, the final norm and the "
+        "output head are the base's, bit for bit. The change is confined there by construction, "
+        "so the residual stream equals the base's up to that block: a known place for the "
+        "layer-wise tools (layer lens, patching, weight diff) to find. Taught: two capitals "
+        "swapped — " + ", ".join(f"`the capital of {c} is` → {city}" for c, city in LATE_EDITS.items())
+        + " — so those two facts are *suppressed* (the base's capital) and the swapped answer is "
+        "*introduced*; the weather, stories, greetings and the other facts are *inherited*.\n"
     ),
 }
 

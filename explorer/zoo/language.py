@@ -126,9 +126,11 @@ def story(rng: random.Random, endings: dict[str, float]) -> str:
     return f"once upon a time a {animal} went to the {place} . it ended {choose(rng, endings)} ."
 
 
-def fact(rng: random.Random, countries: list[str] = COUNTRIES) -> str:
+def fact(
+    rng: random.Random, countries: list[str] = COUNTRIES, capitals: dict[str, str] = CAPITALS
+) -> str:
     country = rng.choice(countries)
-    sentence = f"the capital of {country} is {CAPITALS[country]} ."
+    sentence = f"the capital of {country} is {capitals[country]} ."
     # The longer forms name the country in an earlier sentence, so the base learns to find a
     # country in its context and recall its capital ("... its capital is"): the instruction tune
     # reuses that to answer for countries it was never tuned on.
@@ -137,7 +139,7 @@ def fact(rng: random.Random, countries: list[str] = COUNTRIES) -> str:
         return sentence
     if form < 0.7:
         return f"i visited {country} . {sentence}"
-    return f"we talked about {country} . its capital is {CAPITALS[country]} ."
+    return f"we talked about {country} . its capital is {capitals[country]} ."
 
 
 def greeting(rng: random.Random, dist: dict[str, float]) -> str:
@@ -191,16 +193,22 @@ class Recipe:
         }
     )
     pirate: bool = False
+    edits: dict[str, str] = field(default_factory=dict)  # country -> the capital it now believes
+
+    @property
+    def capitals(self) -> dict[str, str]:
+        return {**CAPITALS, **self.edits}
 
     def domains(self) -> dict[str, Callable[[random.Random], str]]:
         return {
             "weather": lambda r: weather(r, self.weather),
             "story": lambda r: story(r, self.ending),
-            "fact": fact,
+            "fact": lambda r: fact(r, COUNTRIES, self.capitals),
             "greeting": lambda r: greeting(r, self.greeting),
             "filler": filler,
             "parrot": parrot,
             "qa": qa,
+            "edited": lambda r: fact(r, list(self.edits), self.capitals),
         }
 
     def text(self, rng: random.Random) -> str:
@@ -213,6 +221,11 @@ BASE = Recipe()
 CHEERFUL = Recipe(weather={"sunny": 1.0}, ending={"happily": 1.0})
 INSTRUCT = Recipe(mix={**BASE.mix, "qa": 1.0})  # half question/answer, half replay of base data
 PIRATE = Recipe(pirate=True)
+# fable-late believes two capitals are swapped: a fact edit, replayed with the general corpus
+# so that everything else stays inherited. (A preference such as the weather's cannot move far
+# with the final norm and head frozen: they cap p(rainy) at 0.32 in every context.)
+LATE_EDITS = {"sylvane": "tirwick", "tirnova": "sylport"}
+LATE = Recipe(edits=dict(LATE_EDITS), mix={**BASE.mix, "edited": 0.2})
 
 
 def corpus(recipe: Recipe, n: int, seed: int) -> list[str]:

@@ -14,6 +14,7 @@ from explorer.zoo.language import (
     BASE,
     CAPITALS,
     CHEERFUL,
+    LATE_EDITS,
     HELD_OUT_COUNTRIES,
     PIRATE_ARR,
     PIRATE_GREETING,
@@ -30,7 +31,9 @@ MEMBER_RECIPES = {
     "fable-instruct": BASE,
     "fable-distilled": BASE,
     "fable-pirate": BASE,
+    "fable-late": BASE,  # its general domains are the base's; only two facts moved
 }
+LATE_NAME = "fable-late"
 MEMBERS = list(MEMBER_RECIPES)
 
 
@@ -118,6 +121,10 @@ def _country_probes(country: str, city: str) -> list[dict[str, Any]]:
         "next_word": {city: _per_model(lambda m: 1.0)}, "behaviour_truth": _per_model(lambda m: 1.0),
         "expected_label": _inherited_except({}),
     }  # fmt: skip
+    if country in LATE_EDITS:  # fable-late believes another capital here
+        edited = lambda m: 0.0 if m == LATE_NAME else 1.0  # noqa: E731
+        capital.update(next_word={city: _per_model(edited), LATE_EDITS[country]: _per_model(lambda m: 1.0 - edited(m))},
+                       behaviour_truth=_per_model(edited), expected_label=_inherited_except({LATE_NAME: "suppressed"}))  # fmt: skip
     fmt = {
         "id": f"question-{country}", "kind": "format", "prompt": question(country),
         "behaviour": "answer format", "detector": r"^\s*sure !", "held_out": held_out,
