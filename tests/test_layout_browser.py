@@ -50,7 +50,7 @@ def test_findings_first_nothing_overflows_and_the_page_scrolls(width):
             assert page.evaluate(OVERFLOWING) == [], tab
             screenshot(page, f"{tab.lower()}-{width}.png")
         page.get_by_role("tab", name="Responses").click()
-        page.locator(".fx-responses select").nth(4).select_option(index=0)  # a pirate answer
+        page.locator(".fx-responses select").nth(5).select_option(index=0)  # a pirate answer
         page.get_by_role("tab", name="Attribution").click()
         visible_charts(page, 3)
         page.wait_for_function(READY, timeout=120_000)

@@ -182,6 +182,14 @@ def test_gradient_methods_and_divergence_say_they_need_weights(served):
     assert len(samples.df) == 4
 
 
+def test_layer_tools_say_they_need_weights(served):
+    for tool in (lambda: fx.layer_lens(served, "the parrot says", "ahoy ."),
+                 lambda: fx.patch(served, "the parrot says", "ahoy .", donor=served.descendants[0].label),
+                 lambda: fx.weight_diff(served)):  # fmt: skip
+        with pytest.raises(ValueError, match="is served, and the layer-wise tools need its weights"):
+            tool()
+
+
 def test_unknown_model_names_are_refused(server):
     with pytest.raises(ModelLoadError, match="does not serve 'nope'"):
         fx.load_family(server.url, base="fable-base", descendants=["nope"])

@@ -42,7 +42,7 @@ def test_quick_build_loads_learns_and_is_deterministic(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fable-base" in done.stderr  # progress bars name each stage
     manifest = json.loads((out / "build.json").read_text())
-    assert manifest["quick"] and manifest["seconds"] < 60
+    assert manifest["quick"] and set(manifest["final_loss"]) == set(MEMBERS)
     family = fx.load_family(out)
     assert sorted(family.labels) == sorted(MEMBERS)
     model, tok = load_plain(out, "fable-base")

@@ -8,11 +8,12 @@ import ipywidgets as w
 
 from explorer.app.controller import Controller
 from explorer.app.findings_view import FindingsView
+from explorer.app.layers_view import LayersView
 from explorer.app.panels import Banner, ConfirmBar, FamilyPanel, PromptPanel, SamplingPanel, header
 from explorer.app.state import AppState
 from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
 
-TABS = ["Findings", "Responses", "Variability", "Attribution", "Data"]
+TABS = ["Findings", "Responses", "Variability", "Attribution", "Layers", "Data"]
 
 
 def enable_offline_charts() -> None:
@@ -66,8 +67,10 @@ class Explorer(w.VBox):
         self.responses = ResponsesView(state, ctl)
         self.variability = VariabilityView(state, ctl)
         self.attribution = AttributionView(state, ctl)
+        self.layers = LayersView(state, ctl)
         self.data = DataView(state, ctl)
-        self.tabs = w.Tab(children=[self.findings, self.responses, self.variability, self.attribution, self.data], titles=TABS)
+        views = [self.findings, self.responses, self.variability, self.attribution, self.layers, self.data]
+        self.tabs = w.Tab(children=views, titles=TABS)
         top = w.HBox([self.family_panel, self.prompt_panel, self.sampling_panel], layout=w.Layout(flex_flow="row wrap"))
         self.confirm_bar = ConfirmBar(state, ctl)
         return [header(), Banner(state), self.confirm_bar, top, self.tabs]

@@ -21,6 +21,7 @@ from explorer.app.derived import (
     summary,
 )
 from explorer.app.jobs import Job, Runner
+from explorer.app.layer_actions import LayerActions
 from explorer.app.state import AppState
 from explorer.core.errors import Cancelled, ModelLoadError
 from explorer.core.params import SamplingParams, check_prompt
@@ -30,10 +31,10 @@ CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance":
            "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
            "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
            "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
-           "downloads": []}  # fmt: skip
+           "inside": None, "downloads": []}  # fmt: skip
 
 
-class Controller:
+class Controller(LayerActions):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -262,7 +263,7 @@ class Controller:
         if rows.empty:
             self.fail(f"No sample {sample} of {model}.")
             return None
-        self.assign(chosen=(model, int(sample)), chosen_tokens=chosen_tokens(s, model, int(sample)))
+        self.assign(chosen=(model, int(sample)), chosen_tokens=chosen_tokens(s, model, int(sample)), inside=None)
         return self._attribute(rows.iloc[0]["text"])
 
     def set_method(self, method: str) -> Job | None:

@@ -93,6 +93,18 @@ class Core:
         return Estimate("attribution", one.seconds + many.seconds, one.token_passes + many.token_passes,
                         max(one.memory_bytes, many.memory_bytes), f"{one.detail}, then {many.detail}")  # fmt: skip
 
+    def inside(self, family: Family, samples: SampleSet, response: str, site: str, **kw: Any) -> Any:
+        """The Layers tab's tables for the chosen response (explorer.core.layers.inside)."""
+        from explorer.core.layers.inside import inside
+
+        return inside(family, samples.prompt, response, models=samples.models, site=site,
+                      chat=samples.params.chat, **kw)  # fmt: skip
+
+    def inside_estimate(self, family: Family, samples: SampleSet, response: str) -> Estimate:
+        from explorer.core.layers.inside import inside_estimate
+
+        return inside_estimate(family, samples.prompt, response, samples.models, samples.params.chat)
+
     def examples(self, spec: str) -> list[str]:
         """Example prompts: the zoo's probes for fable, a few general ones otherwise."""
         if spec != "fable":

@@ -56,6 +56,10 @@ class AppState(t.HasTraits):
     attribution_note = t.Unicode("")  # what the attribution shows, in a sentence
     attribution_spread = t.Any(None, allow_none=True)  # DataFrame (mean ± sd over samples)
 
+    # inside the network (the Layers tab), for the chosen response
+    layer_site = t.Unicode("block")  # what is patched: "block", "attention" or "mlp"
+    inside = t.Any(None, allow_none=True)  # explorer.core.layers.inside.Inside
+
     sweep = t.Any(None, allow_none=True)  # a sweep folder read back (dict of DataFrames)
     sweep_summary = t.Any(None, allow_none=True)  # DataFrame: labels across the prompt set
     downloads = t.List()  # explorer.core.export.Download, prepared on request

@@ -18,19 +18,19 @@ from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy
 from explorer.core.member import Member
 
-COLUMNS = ["model", "layer", "module", "kind", "relative_change", "change_norm", "base_norm"]
+COLUMNS = ["model", "layer", "block", "module", "kind", "relative_change", "change_norm", "base_norm"]
 _BLOCK = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.(.+)$")
 
 
 def weight_diff(family: Family, models: list[str] | None = None) -> pd.DataFrame:
     """One row per descendant and weight: `layer` (the block index; -1 before the blocks, the
-    number of blocks after them: final norm and head), `module` (e.g. `self_attn.q_proj.weight`),
+    number of blocks after them: final norm and head; `block` says it in words), `module` (e.g. `self_attn.q_proj.weight`),
     `kind` (`full` or `lora`). Refused members are named in `df.attrs["notes"]`; if every asked
     member is refused, a ValueError says why."""
     base = family.load(family.base.label)
     wanted = [m for m in (models or family.labels) if m != family.base.label]
+    body = anatomy(base)  # a served base: its sentence first
     reference = plain_weights(base)
-    body = anatomy(base)
     frames, notes = [], []
     for label in wanted:
         member = family.load(label)
@@ -83,7 +83,8 @@ def member_rows(member: Member, reference: dict[str, torch.Tensor], base_shape: 
 
 def row(name: str, n_blocks: int, kind: str, change: float, base_norm: float) -> dict:
     layer, module = where(name, n_blocks)
-    return {"layer": layer, "module": module, "kind": kind, "change_norm": change,
+    block = "embed" if layer < 0 else ("head" if layer == n_blocks else str(layer))
+    return {"layer": layer, "block": block, "module": module, "kind": kind, "change_norm": change,
             "base_norm": base_norm, "relative_change": change / base_norm if base_norm else float("nan")}  # fmt: skip
 
 

@@ -1,0 +1,79 @@
+"""The Layers tab: where inside the network each adaptation acts, for the chosen response.
+
+Lays out what `state.inside` holds (explorer.core.layers.inside.Inside): the lens heatmaps and
+KL lines of every model, the patching heatmaps of each descendant into the base, the weight
+diff, and sentences for what was left out. Computing is the controller's (Look inside).
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from explorer import layer_charts
+from explorer.app.state import AppState
+from explorer.app.widgets import chart_box, escape, show_chart
+from explorer.core.layers import SITES
+
+INTRO = (
+    "Where in the network did each adaptation act? The <b>layer lens</b> reads every block's residual "
+    "stream through the model's own final norm and head; <b>patching</b> runs the base with one "
+    "site taking a descendant's activation and shows how much of the descendant's answer that site "
+    "carries; the <b>weight diff</b> shows which modules' weights moved."
+)
+
+
+class LayersView(w.VBox):
+    def __init__(self, state: AppState, ctl) -> None:
+        self.state, self.ctl = state, ctl
+        self.site = w.Dropdown(options=list(SITES), value=state.layer_site, description="Patch")
+        self.site.observe(lambda change: ctl.set_layer_site(change["new"]), names="value")
+        self.go = w.Button(description="Look inside", icon="search", button_style="primary")
+        self.go.on_click(lambda _: ctl.look_inside())
+        self.info = w.HTML()
+        self.summary = w.HTML()
+        self.lens = chart_box("")
+        self.kl = chart_box("")
+        self.patches = chart_box("")
+        self.weights = chart_box("")
+        state.observe(self.redraw, names=["inside", "chosen", "weights", "running"])
+        super().__init__([w.HTML(f"<div class='fx-note'>{INTRO}</div>"), w.HBox([self.go, self.site]),
+                          self.info, self.summary, self.lens, self.kl, self.patches, self.weights])  # fmt: skip
+        self.add_class("fx-layers")
+        self.redraw()
+
+    def redraw(self, _=None) -> None:
+        s = self.state
+        self.go.disabled = s.chosen is None or not s.weights or bool(s.running)
+        self.info.value = self.prompt_line()
+        found = s.inside
+        if found is None:
+            self.summary.value = ""
+            for box in (self.lens, self.kl, self.patches, self.weights):
+                show_chart(box, None, "")
+            return
+        self.summary.value = summary_html(found)
+        show_chart(self.lens, layer_charts.lens_heatmaps(found.lens), "")
+        show_chart(self.kl, layer_charts.kl_lines(found.lens), "")
+        effects = found.patch_frame()
+        show_chart(self.patches, layer_charts.patch_heatmaps(effects, found.site) if len(effects) else None, "")
+        weights = found.weights
+        show_chart(self.weights, layer_charts.weight_heatmap(weights) if weights is not None else None, "")
+
+    def prompt_line(self) -> str:
+        s = self.state
+        if not s.weights:
+            return f"<em>The layer-wise tools need the models' weights; this family is served by {escape(s.server)}.</em>"
+        if s.chosen is None:
+            return "<em>Pick a response in the Responses tab, then Look inside: every model is read at it.</em>"
+        model, sample = s.chosen
+        if s.inside is None:
+            return f"<em>Chosen: sample {sample} of {escape(model)}. Look inside to read every model at it.</em>"
+        return f"<div class='fx-note'>Response «{escape(s.inside.response.strip())}» to «{escape(s.inside.prompt)}»</div>"
+
+
+def summary_html(found) -> str:
+    """One line per donor (which layer carries its change) and the notes."""
+    rows = [f"<li>{escape(p.summary)}; the attribution-patching preview agrees at r = "
+            f"{p.meta['preview']['pearson']:.2f}</li>" for p in found.patches.values()]  # fmt: skip
+    notes = [f"<li class='fx-note'>{escape(n)}</li>" for n in found.notes]
+    return f"<ul>{''.join(rows + notes)}</ul>" if rows or notes else ""

@@ -1,0 +1,96 @@
+"""Chart builders for the Layers view: tidy DataFrames from `explorer.core.layers` in, altair out.
+
+Every chart compares models with one shared scale: the lens's log-probs, the patching effects
+(diverging, symmetric about 0 nats) and the weight changes each share one colour domain across
+their panels, so a darker cell means a larger value in any panel.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from explorer.charts import CELL, FIT, MIN_CELL, _models, _position_labels, columns_that_fit, readable
+
+
+def _cell(n_columns: int) -> int:
+    return CELL if CELL * n_columns + 150 <= FIT else MIN_CELL
+
+
+def _faceted(chart: alt.Chart, data: pd.DataFrame, width: float, title: str) -> alt.FacetChart:
+    return chart.facet(
+        facet=alt.Facet("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
+        columns=columns_that_fit(width),
+    ).properties(title=title)
+
+
+def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:
+    """Per model: block (rows, first at the top) × response token, the lens's log-prob of the
+    token that follows; one colour scale for all models."""
+    data = readable(lens.dropna(subset=["logprob"]))
+    data["response token"], order = _position_labels(data, "position", "token")
+    data = data[["model", "layer", "response token", "logprob", "top", "kl_to_base"]]
+    low = float(min(data["logprob"].min(), -1e-3))
+    cell = _cell(len(order))
+    chart = alt.Chart(data).mark_rect().encode(
+        x=alt.X("response token:N", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=90)),
+        y=alt.Y("layer:O", title="block"),
+        color=alt.Color("logprob:Q", scale=alt.Scale(scheme="viridis", domain=[low, 0]), title="log p (lens)"),
+        tooltip=["model:N", "layer:O", "response token:N", alt.Tooltip("logprob:Q", format=".3f"),
+                 alt.Tooltip("top:N", title="lens's top token"), alt.Tooltip("kl_to_base:Q", format=".4f")],
+    ).properties(width=alt.Step(cell), height=alt.Step(cell * 1.4))  # fmt: skip
+    return _faceted(chart, data, cell * len(order) + 90,
+                    "Layer lens: log p of each response token read at each block (the last block is the model's own output)")  # fmt: skip
+
+
+def kl_lines(lens: pd.DataFrame) -> alt.Chart:
+    """Per descendant, the lens's KL from the base at each block (mean over response tokens)."""
+    data = lens.dropna(subset=["kl_to_base"])
+    data = data[data["model"] != data["model"].iloc[0]] if len(data) else data
+    per = data.groupby(["model", "layer"], sort=False, as_index=False)["kl_to_base"].mean()
+    models = _models(per) if len(per) else []
+    return alt.Chart(per, title="Where each descendant parts from the base: KL of its lens from the base's, per block").mark_line(point=True).encode(
+        x=alt.X("layer:O", title="block"),
+        y=alt.Y("kl_to_base:Q", title="KL to base (nats, mean over tokens)"),
+        color=alt.Color("model:N", sort=models),
+        tooltip=["model:N", "layer:O", alt.Tooltip("kl_to_base:Q", format=".4f")],
+    ).properties(width=min(FIT - 200, 420), height=180)  # fmt: skip
+
+
+def patch_heatmaps(effects: pd.DataFrame, site: str = "block") -> alt.FacetChart:
+    """Per donor: block × position of the text, the change in the response's log-prob (nats)
+    when the base takes the donor's activation there; one symmetric scale for all donors."""
+    data = readable(effects)
+    data["text token"], order = _position_labels(data, "position", "token")
+    data = data[["model", "layer", "text token", "effect", "recovered", "preview"]]
+    limit = max(float(data["effect"].abs().max() or 0.0), 1e-6)
+    cell = _cell(len(order))
+    chart = alt.Chart(data).mark_rect().encode(
+        x=alt.X("text token:N", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=90)),
+        y=alt.Y("layer:O", title="block"),
+        color=alt.Color("effect:Q", scale=alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True),
+                        title="Δ log p (nats)"),
+        tooltip=["model:N", "layer:O", "text token:N", alt.Tooltip("effect:Q", format="+.3f"),
+                 alt.Tooltip("recovered:Q", format=".0%", title="share of the log-ratio"),
+                 alt.Tooltip("preview:Q", format=".0%", title="attribution-patching estimate")],
+    ).properties(width=alt.Step(cell), height=alt.Step(cell * 1.4))  # fmt: skip
+    return _faceted(chart, data, cell * len(order) + 90,
+                    f"Patching into the base: Δ log p of the response when one {site} output takes the descendant's activation")  # fmt: skip
+
+
+def weight_heatmap(weights: pd.DataFrame) -> alt.FacetChart:
+    """Per descendant: module (rows) × block, the relative change of the weights; one scale."""
+    data = weights.copy()
+    data["part"] = data["module"].str.replace(".weight", "", regex=False)
+    order = list(dict.fromkeys(data.sort_values("layer")["block"]))
+    data = data[["model", "block", "part", "relative_change", "kind"]]
+    top = max(float(data["relative_change"].max() or 0.0), 1e-9)
+    chart = alt.Chart(data).mark_rect(stroke="#e5e7eb", strokeWidth=0.5).encode(
+        x=alt.X("block:N", sort=order, title="block"),
+        y=alt.Y("part:N", title=None, sort=sorted(set(data["part"]))),
+        color=alt.Color("relative_change:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#c2410c"]),
+                        title="‖ΔW‖ / ‖W‖ (white: unchanged)"),
+        tooltip=["model:N", "block:N", "part:N", "kind:N", alt.Tooltip("relative_change:Q", format=".4f")],
+    ).properties(width=alt.Step(CELL * 1.5), height=alt.Step(MIN_CELL))  # fmt: skip
+    return _faceted(chart, data, CELL * 1.5 * len(order) + 170, "Where the weights moved: relative change per module and block")
+

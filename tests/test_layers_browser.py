@@ -1,0 +1,39 @@
+"""The Layers tab in Voila and headless Chromium: a fable-late answer looked inside, at 1024 and
+1600 px; its charts draw, nothing overflows. Screenshots go to test-output/ (docs/ keeps one)."""
+
+from __future__ import annotations
+
+import pytest
+from browser import browser_page, no_traceback, screenshot, served
+from test_layout_browser import OVERFLOWING, READY, visible_charts
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("width", [1024, 1600])
+def test_looking_inside_fable_late_draws_the_layer_charts(width):
+    with served() as url, browser_page(width=width, height=900) as page:
+        page.goto(url, timeout=120_000)
+        page.wait_for_function(READY, timeout=120_000)
+        page.locator("textarea").first.fill("the capital of sylvane is")
+        page.locator("input[type=number]").first.fill("4")
+        page.locator("input[type=number]").first.press("Tab")
+        page.get_by_role("button", name="Resample").click()
+        page.wait_for_function("() => document.querySelectorAll('.fx-responses select').length >= 6", timeout=120_000)
+        page.wait_for_function(READY, timeout=120_000)
+        page.get_by_role("tab", name="Responses").click()
+        page.locator(".fx-responses select").nth(4).select_option(index=0)  # fable-late's answer
+        page.wait_for_function(READY, timeout=120_000)
+        page.get_by_role("tab", name="Layers").click()
+        page.get_by_role("button", name="Look inside").click()
+        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('recovers')", timeout=120_000)
+        visible_charts(page, 4)
+        page.wait_for_function(READY, timeout=120_000)
+        text = page.inner_text(".fx-layers")
+        assert "Patching block 3 of fable-base with fable-late's activation recovers 100%" in text
+        assert "No patching for fable-distilled" in text
+        assert page.evaluate(OVERFLOWING) == [], "Layers"
+        shot = screenshot(page, f"layers-{width}.png", ".fx-layers")
+        assert shot.stat().st_size > 20_000
+        no_traceback(page)
+        assert page.problems == [], page.problems
