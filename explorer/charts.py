@@ -99,12 +99,13 @@ def behaviour_chart(prov: pd.DataFrame) -> alt.FacetChart:
             "label:N", scale=alt.Scale(domain=LABELS, range=LABEL_COLOURS), title="provenance"
         ),
     )
+    width = max(PANEL, 45 * len(_models(prov)))
     return (
         alt.layer(bars, points)
-        .properties(width=max(PANEL, 45 * len(_models(prov))), height=180)
+        .properties(width=width, height=180)
         .facet(
             facet=alt.Facet("behaviour:N", title=None, header=alt.Header(labelFontWeight="bold")),
-            columns=3,
+            columns=min(3, columns_that_fit(width + 30)),  # the y axis and its title
         )
     )
 

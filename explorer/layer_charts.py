@@ -10,7 +10,15 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from explorer.charts import CELL, FIT, MIN_CELL, _models, _position_labels, columns_that_fit, readable
+from explorer.charts import (
+    CELL,
+    FIT,
+    MIN_CELL,
+    _models,
+    _position_labels,
+    columns_that_fit,
+    readable,
+)
 
 
 def _cell(n_columns: int) -> int:
@@ -88,7 +96,7 @@ def weight_heatmap(weights: pd.DataFrame) -> alt.FacetChart:
     chart = alt.Chart(data).mark_rect(stroke="#e5e7eb", strokeWidth=0.5).encode(
         x=alt.X("block:N", sort=order, title="block"),
         y=alt.Y("part:N", title=None, sort=sorted(set(data["part"]))),
-        color=alt.Color("relative_change:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#c2410c"]),
+        color=alt.Color("relative_change:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#c2410c"], interpolate="rgb"),
                         title="‖ΔW‖ / ‖W‖ (white: unchanged)"),
         tooltip=["model:N", "block:N", "part:N", "kind:N", alt.Tooltip("relative_change:Q", format=".4f")],
     ).properties(width=alt.Step(CELL * 1.5), height=alt.Step(MIN_CELL))  # fmt: skip

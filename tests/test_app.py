@@ -15,7 +15,7 @@ def app(fable_app):
 def test_loading_fills_the_family_panel(app):
     s = app.state
     assert s.family.base.label == "fable-base"
-    assert s.available == ["fable-cheerful", "fable-distilled", "fable-instruct", "fable-pirate"]
+    assert s.available == ["fable-cheerful", "fable-distilled", "fable-instruct", "fable-late", "fable-pirate"]
     labels = [label for label, _ in app.family_panel.members.options]
     assert "fable-pirate — LoRA adapter" in labels
     assert "the weather today is" in s.examples
@@ -54,7 +54,7 @@ def test_double_click_never_starts_two_runs(app):
     app.sampling_panel.resample.click()
     assert app.wait(120)
     assert started == ["Sampling"]
-    assert len(app.state.samples.df) == 8 * 5
+    assert len(app.state.samples.df) == 8 * 6
 
 
 def test_stop_cancels_and_keeps_finished_models(app):
@@ -77,7 +77,7 @@ def test_stop_cancels_and_keeps_finished_models(app):
     assert app.state.samples is not None
     finished = [m for m, frac in seen[0].items() if frac >= 1.0]  # when Stop was clicked
     kept = app.state.samples.models
-    assert kept[: len(finished)] == finished and len(kept) < 5  # finished ones, not the rest
+    assert kept[: len(finished)] == finished and len(kept) < 6  # finished ones, not the rest
     assert (app.state.samples.df.groupby("model").size() == 64).all()  # each one complete
 
 
@@ -225,7 +225,7 @@ def test_the_data_tab_opens_a_sweep(app, tmp_path):
     app.data.sweep_dir.value = str(out)
     app.data.open_sweep.click()
     assert app.state.error == ""
-    assert len(app.state.sweep["samples"]) == 2 * 5 * 4
+    assert len(app.state.sweep["samples"]) == 2 * 6 * 4
     assert "provenance labels across the prompt set" in app.data.sweep_view.value
     app.data.sweep_dir.value = str(tmp_path / "nothing")
     app.data.open_sweep.click()
@@ -266,7 +266,7 @@ def test_the_estimate_appears_before_a_long_attribution_and_run_goes_on(fable_ap
     assert app.wait(120)
     question = app.state.confirm
     assert question.startswith("Attribution ≈ ") and "on this machine" in question
-    assert "integrated_gradients in 5 models, then grad_x_input over" in question
+    assert "integrated_gradients in 6 models, then grad_x_input over" in question
     assert app.confirm_bar.layout.display == "flex" and "Run or Cancel" in app.confirm_bar.message.value
     assert app.state.attribution.meta["method"] == "grad_x_input"  # nothing ran before the answer
     app.confirm_bar.run.click()
@@ -289,7 +289,7 @@ def test_stop_during_the_spread_over_samples_keeps_what_finished(app):
     assert app.wait(120)
     s = app.state
     assert seen and s.running == ""
-    assert s.attribution is not None and len(s.attribution.models) == 5  # the first part finished
+    assert s.attribution is not None and len(s.attribution.models) == 6  # the first part finished
     assert s.status.startswith("Stopped: kept the attribution and the spread over the first")
     spread = s.attribution_spread
     assert spread is not None and 1 <= spread["n"].max() <= 2  # within one pass of the click
@@ -311,7 +311,7 @@ def test_stop_during_cross_scoring_keeps_the_samples_and_the_scores_done(app):
     assert s.samples is not None and s.samples.models == s.family.labels  # every model sampled
     assert s.status.startswith("Stopped while scoring: kept the samples and the scores under")
     scorers = s.cross["scorer"].unique()
-    assert 1 <= len(scorers) < 5 and s.log_ratio is None  # stopped within a scorer of the click
+    assert 1 <= len(scorers) < 6 and s.log_ratio is None  # stopped within a scorer of the click
 
 
 def test_findings_come_first_and_a_click_shows_the_responses_behind_one(fable_app):
@@ -321,7 +321,7 @@ def test_findings_come_first_and_a_click_shows_the_responses_behind_one(fable_ap
     resample(app)
     s = app.state
     table = s.findings
-    assert len(table) == s.provenance["behaviour"].nunique() * 4  # every behaviour × descendant
+    assert len(table) == s.provenance["behaviour"].nunique() * 5  # every behaviour × descendant
     cells = [c for c in app.findings.matrix.children if isinstance(c, fx_button())]
     assert len(cells) == len(table)
     assert all(c.tooltip and " vs " in c.tooltip for c in cells)  # both rates on hover

@@ -18,6 +18,7 @@ ZOO_RELATIONS = {
     "fable-instruct": ("instruct", "fable-base", False),
     "fable-distilled": ("distillation", "fable-base", False),
     "fable-pirate": ("adapter", "fable-base", True),
+    "fable-late": ("finetune", "fable-base", False),
 }
 
 

@@ -129,7 +129,7 @@ def test_token_shift_separates_a_style_adapter_from_a_distillation(fable):
 def test_findings_sum_up_the_changes_in_sentences(fable):
     s = fx.sample(fable, "the weather today is", n=64, seed=3)
     table = findings(fx.provenance(s, behaviours={"sunny": r"\bsunny\b", "ahoy": r"\b(ahoy|arr)\b"}))
-    assert len(table) == 2 * 4 and list(table["label"])[0] in ("introduced", "amplified")
+    assert len(table) == 2 * 5 and list(table["label"])[0] in ("introduced", "amplified")
     cheerful = table[(table["model"] == "fable-cheerful") & (table["behaviour"] == "sunny")].iloc[0]
     assert cheerful["label"] == "amplified"
     assert cheerful["sentence"].startswith("fable-cheerful amplified “sunny”: 100% [")

@@ -41,8 +41,8 @@ def test_sweep_writes_the_tables(prompt_file, tmp_path):
     page = (out / "report.html").read_text()
     assert "Labels across the prompt set" in page and "vegaEmbed" not in page  # a table page, no charts
     data = fx.load_sweep(out)
-    assert len(data["samples"]) == len(PROMPTS) * 5 * 6
-    assert len(data["variability"]) == len(PROMPTS) * 5
+    assert len(data["samples"]) == len(PROMPTS) * 6 * 6  # six models, six samples each
+    assert len(data["variability"]) == len(PROMPTS) * 6
     assert set(data["samples"]["prompt_index"]) == set(range(len(PROMPTS)))
     prov = data["provenance"]
     assert set(prov[prov["prompt_index"] == 0]["behaviour"]) == {"sunny"}

@@ -17,21 +17,17 @@ TABS = ["Findings", "Responses", "Variability", "Attribution", "Layers", "Data"]
 
 
 def enable_offline_charts() -> None:
-    """Charts render without a CDN (workshops, CI): altair's offline JupyterChart bundle."""
-    import altair as alt
+    """Charts render without a CDN (workshops, CI): altair's offline bundle, made once."""
+    from explorer.app.offline_chart import vega_bundle
 
-    try:
-        alt.JupyterChart.enable_offline()
-    except Exception as err:  # pragma: no cover - only without vl-convert
-        raise RuntimeError(f"offline charts need vl-convert-python and anywidget: {err}") from err
+    vega_bundle()
 
 
 def chart_widget(chart: Any) -> Any:
     """An altair chart as a widget that draws offline (in notebooks and Voila alike)."""
-    import altair as alt
+    from explorer.app.offline_chart import OfflineChart
 
-    enable_offline_charts()
-    return alt.JupyterChart(chart)
+    return OfflineChart(chart)
 
 
 class Explorer(w.VBox):

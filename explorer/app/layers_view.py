@@ -72,8 +72,16 @@ class LayersView(w.VBox):
 
 
 def summary_html(found) -> str:
-    """One line per donor (which layer carries its change) and the notes."""
-    rows = [f"<li>{escape(p.summary)}; the attribution-patching preview agrees at r = "
-            f"{p.meta['preview']['pearson']:.2f}</li>" for p in found.patches.values()]  # fmt: skip
+    """One line per donor (which layer carries its change, the preview's agreement, whether
+    its head differs), then what was left out."""
+    rows = [f"<li>{escape(donor_line(p))}</li>" for p in found.patches.values()]
     notes = [f"<li class='fx-note'>{escape(n)}</li>" for n in found.notes]
     return f"<ul>{''.join(rows + notes)}</ul>" if rows or notes else ""
+
+
+def donor_line(p) -> str:
+    r = p.meta["preview"]["pearson"]
+    line = p.summary + (f"; the attribution-patching preview agrees at r = {r:.2f}" if r == r else "")
+    if not p.meta["shared_head"]:
+        line += f" ({p.meta['donor']}'s head differs from the base's: no block can carry all of its change)"
+    return line

@@ -9,6 +9,8 @@ import altair as alt
 import ipywidgets as w
 import pandas as pd
 
+from explorer.app.offline_chart import OfflineChart
+
 
 def escape(text: object) -> str:
     """Model output and user text are text, never markup."""
@@ -68,7 +70,7 @@ def show_chart(
         if tuple(box.children) != (kept,):
             box.children = [kept]
         return
-    box._fx_chart = alt.JupyterChart(chart, embed_options=EMBED)
+    box._fx_chart = OfflineChart(chart, embed_options=EMBED)
     box.children = [box._fx_chart]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -31,7 +30,7 @@ BACKWARD = 1.6  # the preview's backward pass, in forwards of the same text
 @dataclass
 class Inside:
     """The lens of every model, the patching of each descendant into the base, the weight
-    diff, and sentences for what was left out."""
+    diff, and sentences for what was left out (each patching's own caveats are in its meta)."""
 
     prompt: str
     response: str
@@ -87,7 +86,6 @@ def inside(
             check_cancel(cancel)
             result.patches[label] = patch(family, prompt, response, donor=label, site=site, chat=chat,
                                           progress=progress, cancel=cancel)  # fmt: skip
-            result.notes += result.patches[label].meta["notes"]
     except Cancelled as err:  # keep the lens, the weights and the donors patched so far
         raise Cancelled(str(err), partial=result) from None
     return result

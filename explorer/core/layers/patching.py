@@ -22,7 +22,13 @@ import torch
 from explorer.core.attribution.problem import build_problem
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import SITES, anatomy, capture, same_shapes
-from explorer.core.layers.sites import ALL, pass_rows, patched_passes, preview_effects, response_logprobs
+from explorer.core.layers.sites import (
+    ALL,
+    pass_rows,
+    patched_passes,
+    preview_effects,
+    response_logprobs,
+)
 from explorer.core.params import CancelToken, ProgressFn, check_prompt
 from explorer.core.threads import fair_share
 from explorer.core.tokens import display_tokens
@@ -46,6 +52,11 @@ class Patching:
         m = self.meta
         if np.isnan(self.layers["recovered"]).all():
             return f"{m['donor']} and {m['receiver']} give this response the same log-prob: nothing to recover"
+        if abs(m["log_ratio"]) < SMALL:
+            top = self.layers.loc[self.layers["effect"].abs().idxmax()]
+            return (f"{m['donor']} and {m['receiver']} differ by only {m['log_ratio']:+.2f} nats on this "
+                    f"response: no share to read (the largest effect, {top['effect']:+.2f} nats, "
+                    f"is patching {m['site']} {int(top['layer'])})")  # fmt: skip
         best = self.layers.loc[self.layers["recovered"].abs().idxmax()]
         return (
             f"Patching {m['site']} {int(best['layer'])} of {m['receiver']} with {m['donor']}'s "
@@ -129,7 +140,7 @@ def notes_for(meta: dict) -> list[str]:
             f"{meta['donor']} and {meta['receiver']} differ by only {meta['log_ratio']:+.2f} nats on this "
             "response: read the effects in nats, shares of so small a difference swing widely"
         )
-    if not meta["shared_head"]:
+    if not meta["shared_head"]:  # said once per donor; the view folds it into the donor's line
         notes.append(f"{meta['donor']}'s final norm or head differs from {meta['receiver']}'s: even "
                      "patching the last block cannot reproduce the donor's log-probs")  # fmt: skip
     return notes
