@@ -10,6 +10,23 @@ from test_layout_browser import OVERFLOWING, READY, visible_charts
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+CHOSEN = "() => document.querySelector('.fx-layers').textContent.includes('Chosen: sample')"
+
+
+def choose(page, column: int) -> None:
+    """Pick the first response of a model's column, until the kernel has it. The choice travels
+    as a state update, which ipywidgets may hold back while an earlier message is pending (a
+    click is sent at once and would overtake it), or lose when the list is redrawn under it."""
+    for attempt in range(3):
+        page.locator(".fx-responses select").nth(column).select_option(index=attempt % 2)
+        try:
+            page.wait_for_function(CHOSEN, timeout=20_000)
+            return
+        except Exception:  # playwright's TimeoutError: try once more
+            continue
+    raise AssertionError("the chosen response never reached the kernel")
+
+
 @pytest.mark.parametrize("width", [1024, 1600])
 def test_looking_inside_fable_late_draws_the_layer_charts(width):
     with served() as url, browser_page(width=width, height=900) as page:
@@ -22,7 +39,7 @@ def test_looking_inside_fable_late_draws_the_layer_charts(width):
         page.wait_for_function("() => document.querySelectorAll('.fx-responses select').length >= 6", timeout=120_000)
         page.wait_for_function(READY, timeout=120_000)
         page.get_by_role("tab", name="Responses").click()
-        page.locator(".fx-responses select").nth(4).select_option(index=0)  # fable-late's answer
+        choose(page, 4)  # fable-late's answer
         page.wait_for_function(READY, timeout=120_000)
         page.get_by_role("tab", name="Layers").click()
         page.get_by_role("button", name="Look inside").click()
