@@ -1,4 +1,4 @@
-"""A busy machine: a fable resample (5 models × 64 × 24) and an attribution (integrated gradients,
+"""A busy machine: a fable resample (every model × 64 × 24) and an attribution (integrated gradients,
 adaptive, every model) idle and with a busy-loop process holding one core, under the explorer's
 thread policy ("auto") and under torch's default (every core). Medians of alternating runs;
 each busy time as a ratio against the idle time of the same policy in the same run.
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     family = fx.load_family("fable", store=ModelStore())
     work = {
-        "resample 5 × 64 × 24": lambda: fx.sample(family, "the weather today is", n=64, max_new_tokens=24, seed=0),
-        "attribution (IG adaptive, 5 models)": lambda: fx.attribute(family, PROMPT, RESPONSE),
+        f"resample {len(family.labels)} × 64 × 24": lambda: fx.sample(family, "the weather today is", n=64, max_new_tokens=24, seed=0),
+        f"attribution (IG adaptive, {len(family.labels)} models)": lambda: fx.attribute(family, PROMPT, RESPONSE),
     }
     for fn in work.values():
         fn()  # warm-up

@@ -21,8 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
 
+from explorer.zoo import MEMBERS  # noqa: E402
+
 READY = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)"
-FILLED = "() => document.querySelectorAll('.fx-responses select').length === 5"
+FILLED = f"() => document.querySelectorAll('.fx-responses select').length === {len(MEMBERS)}"  # a column each
 
 
 def server_rss_mb(root: int) -> float:
