@@ -170,7 +170,7 @@ def predicting_logits(model, positions: torch.Tensor, **inputs) -> torch.Tensor:
     and the output head runs only where asked (`logits_to_keep`), so a 50k vocabulary costs
     per target, not per sequence position."""
     end = int(positions.max()) + 1
-    inputs = {k: v[:, :end] for k, v in inputs.items()}
+    inputs = {k: v[:, :end] if torch.is_tensor(v) else v for k, v in inputs.items()}  # flags pass as they are
     try:
         return model(**inputs, logits_to_keep=positions).logits
     except TypeError:  # a model class without `logits_to_keep`

@@ -110,7 +110,7 @@ def capture(member: Member, ids: torch.Tensor, site: str, rows: int = 1) -> list
         seen[i] = output_of(out)[:1].detach()
 
     with torch.no_grad(), hooked(modules, keep):
-        member.model(input_ids=ids.expand(rows, -1).to(member.device), use_cache=False)
+        member.model(input_ids=ids.expand(rows, -1).to(member.device), use_cache=False, logits_to_keep=1)
     return [s for s in seen if s is not None]
 
 

@@ -16,19 +16,21 @@ from explorer.core.attribution.gradients import frozen
 from explorer.core.layers.anatomy import Anatomy, hooked, output_of, with_output
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, check_cancel
+from explorer.core.teacher import predicting_logits, token_logprobs
 
 ALL = -1  # a site's position when the layer is patched at every position
 UNPATCHED = (-1, -2)  # a row that takes nothing from the donor
 ROW_BYTES = 256 * 2**20  # what one batch of patched passes may hold in activations and logits
 
 
-def response_logprobs(member: Member, ids: torch.Tensor, start: int, **kwargs: Any) -> torch.Tensor:
+def response_logprobs(member: Member, ids: torch.Tensor, start: int, **inputs: Any) -> torch.Tensor:
     """log p of each response token (batch, targets) for sequences `ids` (batch, seq) whose
-    response begins at `start`; logits only where they predict the response."""
-    n = ids.shape[1] - start
-    out = member.model(input_ids=ids.to(member.device), use_cache=False, logits_to_keep=n + 1, **kwargs)
-    logits = out.logits[:, :-1].float()  # (batch, targets, vocab)
-    return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None].to(logits.device))[..., 0]
+    response begins at `start`, with logits only where they predict the response; `inputs`
+    (e.g. `inputs_embeds`, so that gradients reach them) replace the ids as the model's input."""
+    positions = torch.arange(start - 1, ids.shape[1])  # the last one predicts past the text
+    inputs = inputs or {"input_ids": ids.to(member.device)}
+    logits = predicting_logits(member.model, positions, use_cache=False, **inputs)[:, :-1]
+    return token_logprobs(logits, ids[:, start:].to(logits.device))  # (batch, targets)
 
 
 def rows_per_pass(body: Anatomy, seq: int, n_targets: int, vocab: int) -> int:
@@ -117,16 +119,9 @@ def preview_effects(
     with torch.enable_grad(), frozen(model), hooked(modules, keep):
         embeds = model.get_input_embeddings()(ids[None].to(receiver.device)).detach()
         embeds.requires_grad_(True)  # a leaf at the input: every block output joins the graph
-        total = response_logprobs_embeds(receiver, embeds, ids, start).sum()
+        total = response_logprobs(receiver, ids[None], start, inputs_embeds=embeds).sum()
         acts = [k for k in kept if k is not None]
         grads = torch.autograd.grad(total, acts)
     rows = [((d.to(a.dtype) - a.detach()) * g).sum(-1)[0] for d, a, g in zip(donor, acts, grads, strict=True)]
     return torch.stack(rows).float().cpu()  # (layers, seq)
 
-
-def response_logprobs_embeds(member: Member, embeds: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
-    """`response_logprobs` from input embeddings (1, seq, hidden), so gradients reach them."""
-    n = ids.shape[0] - start
-    out = member.model(inputs_embeds=embeds, use_cache=False, logits_to_keep=n + 1)
-    logits = out.logits[:, :-1].float()  # (1, targets, vocab)
-    return torch.log_softmax(logits, -1).gather(-1, ids[None, start:, None].to(logits.device))[..., 0]
