@@ -27,6 +27,19 @@ def columns_that_fit(panel_width: float) -> int:
     return max(1, int(FIT // (panel_width + 40)))
 
 
+def cell_for(n_columns: int) -> int:
+    """Heatmap cell size: CELL where one model's panel of `n_columns` cells fits a line."""
+    return CELL if CELL * n_columns + 150 <= FIT else MIN_CELL
+
+
+def by_model(chart: alt.Chart, data: pd.DataFrame, panel_width: float) -> alt.FacetChart:
+    """`chart` as one panel per model in family order, wrapped into rows of panels that fit."""
+    return chart.facet(
+        facet=alt.Facet("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
+        columns=columns_that_fit(panel_width),
+    )
+
+
 def readable(df: pd.DataFrame, column: str = "token") -> pd.DataFrame:
     """`column` as a person reads a token: line breaks and tabs as marks, never blank."""
     return df.assign(**{column: df[column].map(lambda t: display(str(t)))})
@@ -119,7 +132,7 @@ def first_token_chart(table: pd.DataFrame) -> alt.FacetChart:
         value_name="p",
     )
     long = long.dropna(subset=["p"])
-    return (
+    panels = (
         alt.Chart(long)
         .mark_bar()
         .encode(
@@ -138,8 +151,9 @@ def first_token_chart(table: pd.DataFrame) -> alt.FacetChart:
             tooltip=["model:N", "token:N", "source:N", alt.Tooltip("p:Q", format=".1%")],
         )
         .properties(width=PANEL, height=alt.Step(9))
-        .facet(facet=alt.Facet("model:N", sort=_models(table), title=None, header=alt.Header(labelFontWeight="bold")),
-               columns=columns_that_fit(PANEL + 90))  # fmt: skip
+    )
+    return (
+        by_model(panels, table, PANEL + 90)
         .resolve_scale(y="independent")
         .properties(title="First token: exact probability vs sampled share")
     )
@@ -169,7 +183,7 @@ def length_chart(samples_df: pd.DataFrame) -> alt.FacetChart:
     (lengths are whole numbers), panels wrapped into rows that fit."""
     df = samples_df[["model", "n_tokens"]]
     lengths = list(range(int(df["n_tokens"].min()), int(df["n_tokens"].max()) + 1)) if len(df) else [0]
-    return (
+    panels = (
         alt.Chart(df)
         .mark_bar()
         .encode(
@@ -179,10 +193,8 @@ def length_chart(samples_df: pd.DataFrame) -> alt.FacetChart:
             tooltip=["model:N", alt.Tooltip("n_tokens:O", title="tokens"), alt.Tooltip("count():Q", title="samples")],
         )  # fmt: skip
         .properties(width=PANEL - 40, height=140)
-        .facet(facet=alt.Facet("model:N", sort=_models(df), title=None, header=alt.Header(labelFontWeight="bold")),
-               columns=columns_that_fit(PANEL))  # fmt: skip
-        .properties(title="Response length")
     )
+    return by_model(panels, df, PANEL).properties(title="Response length")
 
 
 def cross_score_chart(table: pd.DataFrame) -> alt.LayerChart:
@@ -253,8 +265,8 @@ def attribution_heatmaps(
     data["target"], targets = _position_labels(data, "target_pos", "target_token")
     data = data[["model", "source", "target", value]]  # only what is drawn travels to the page
     limit = max(float(data[value].abs().max() or 0.0), 1e-9)
-    cell = CELL if CELL * len(sources) + 150 <= FIT else MIN_CELL  # one model's panel fits a line
-    return (
+    cell = cell_for(len(sources))  # one model's panel fits a line
+    panels = (
         alt.Chart(data)
         .mark_rect()
         .encode(
@@ -273,10 +285,8 @@ def attribution_heatmaps(
             tooltip=["model:N", "target:N", "source:N", alt.Tooltip(f"{value}:Q", format="+.4f")],
         )
         .properties(width=alt.Step(cell), height=alt.Step(cell))
-        .facet(facet=alt.Facet("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
-               columns=columns_that_fit(cell * len(sources) + 110))  # fmt: skip
-        .properties(title=title)
     )
+    return by_model(panels, data, cell * len(sources) + 110).properties(title=title)
 
 
 def attribution_bars(spread: pd.DataFrame) -> alt.LayerChart:

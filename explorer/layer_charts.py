@@ -16,20 +16,10 @@ from explorer.charts import (
     MIN_CELL,
     _models,
     _position_labels,
-    columns_that_fit,
+    by_model,
+    cell_for,
     readable,
 )
-
-
-def _cell(n_columns: int) -> int:
-    return CELL if CELL * n_columns + 150 <= FIT else MIN_CELL
-
-
-def _faceted(chart: alt.Chart, data: pd.DataFrame, width: float, title: str) -> alt.FacetChart:
-    return chart.facet(
-        facet=alt.Facet("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
-        columns=columns_that_fit(width),
-    ).properties(title=title)
 
 
 def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:
@@ -39,7 +29,7 @@ def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:
     data["response token"], order = _position_labels(data, "position", "token")
     data = data[["model", "layer", "response token", "logprob", "top", "kl_to_base"]]
     low = float(min(data["logprob"].min(), -1e-3))
-    cell = _cell(len(order))
+    cell = cell_for(len(order))
     chart = alt.Chart(data).mark_rect().encode(
         x=alt.X("response token:N", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=90)),
         y=alt.Y("layer:O", title="block"),
@@ -47,8 +37,8 @@ def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:
         tooltip=["model:N", "layer:O", "response token:N", alt.Tooltip("logprob:Q", format=".3f"),
                  alt.Tooltip("top:N", title="lens's top token"), alt.Tooltip("kl_to_base:Q", format=".4f")],
     ).properties(width=alt.Step(cell), height=alt.Step(cell * 1.4))  # fmt: skip
-    return _faceted(chart, data, cell * len(order) + 90,
-                    "Layer lens: log p of each response token read at each block (the last block is the model's own output)")  # fmt: skip
+    title = "Layer lens: log p of each response token read at each block (the last block is the model's own output)"
+    return by_model(chart, data, cell * len(order) + 90).properties(title=title)
 
 
 def kl_lines(lens: pd.DataFrame) -> alt.Chart:
@@ -72,7 +62,7 @@ def patch_heatmaps(effects: pd.DataFrame, site: str = "block") -> alt.FacetChart
     data["text token"], order = _position_labels(data, "position", "token")
     data = data[["model", "layer", "text token", "effect", "recovered", "preview"]]
     limit = max(float(data["effect"].abs().max() or 0.0), 1e-6)
-    cell = _cell(len(order))
+    cell = cell_for(len(order))
     chart = alt.Chart(data).mark_rect().encode(
         x=alt.X("text token:N", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=90)),
         y=alt.Y("layer:O", title="block"),
@@ -82,8 +72,8 @@ def patch_heatmaps(effects: pd.DataFrame, site: str = "block") -> alt.FacetChart
                  alt.Tooltip("recovered:Q", format=".0%", title="share of the log-ratio"),
                  alt.Tooltip("preview:Q", format=".0%", title="attribution-patching estimate")],
     ).properties(width=alt.Step(cell), height=alt.Step(cell * 1.4))  # fmt: skip
-    return _faceted(chart, data, cell * len(order) + 90,
-                    f"Patching into the base: Δ log p of the response when one {site} output takes the descendant's activation")  # fmt: skip
+    title = f"Patching into the base: Δ log p of the response when one {site} output takes the descendant's activation"
+    return by_model(chart, data, cell * len(order) + 90).properties(title=title)
 
 
 def weight_heatmap(weights: pd.DataFrame) -> alt.FacetChart:
@@ -100,5 +90,6 @@ def weight_heatmap(weights: pd.DataFrame) -> alt.FacetChart:
                         title="‖ΔW‖ / ‖W‖ (white: unchanged)"),
         tooltip=["model:N", "block:N", "part:N", "kind:N", alt.Tooltip("relative_change:Q", format=".4f")],
     ).properties(width=alt.Step(CELL * 1.5), height=alt.Step(MIN_CELL))  # fmt: skip
-    return _faceted(chart, data, CELL * 1.5 * len(order) + 170, "Where the weights moved: relative change per module and block")
+    title = "Where the weights moved: relative change per module and block"
+    return by_model(chart, data, CELL * 1.5 * len(order) + 170).properties(title=title)
 
