@@ -258,13 +258,12 @@ class Controller(LayerActions):
         s = self.state
         if s.samples is None:
             return None
-        df = s.samples.df
-        rows = df[(df["model"] == model) & (df["sample"] == sample)]
-        if rows.empty:
+        row = s.samples.row(model, sample)
+        if row is None:
             self.fail(f"No sample {sample} of {model}.")
             return None
         self.assign(chosen=(model, int(sample)), chosen_tokens=chosen_tokens(s, model, int(sample)), inside=None)
-        return self._attribute(rows.iloc[0]["text"])
+        return self._attribute(row["text"])
 
     def set_method(self, method: str) -> Job | None:
         if not self.state.weights and needs_weights(method):

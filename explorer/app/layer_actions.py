@@ -34,9 +34,7 @@ class LayerActions:
         if not s.weights:
             self.fail(f"The layer-wise tools need the models' weights; this family is served by {s.server}.")
             return None
-        df = s.samples.df
-        model, sample = s.chosen
-        response = df[(df["model"] == model) & (df["sample"] == sample)].iloc[0]["text"]
+        response = s.samples.row(*s.chosen)["text"]
         if not response.strip():
             self.fail("This response is empty (the model ended at once): choose another to look inside.")
             return None

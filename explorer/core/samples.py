@@ -39,6 +39,11 @@ class SampleSet:
     def texts(self, model: str) -> list[str]:
         return self.df.loc[self.df["model"] == model, "text"].tolist()
 
+    def row(self, model: str, sample: int) -> pd.Series | None:
+        """One response's row of `df` (text, tokens, log-probs…), or None when there is none."""
+        rows = self.df[(self.df["model"] == model) & (self.df["sample"] == sample)]
+        return None if rows.empty else rows.iloc[0]
+
     def save(self, path) -> None:
         """Lossless: JSON (default) or Parquet (by the `.parquet` suffix)."""
         ResultFile(self.KIND).save(path, tables=self.tables(), meta=self.describe())

@@ -76,10 +76,9 @@ def response_tokens(log_ratio: pd.DataFrame, sample: int) -> pd.DataFrame:
 
 def token_probabilities(samples: SampleSet, model: str, sample: int) -> pd.DataFrame:
     """One response's tokens with the model's probability of each (for the token view)."""
-    row = samples.df[(samples.df["model"] == model) & (samples.df["sample"] == sample)]
-    if row.empty:
+    row = samples.row(model, sample)
+    if row is None:
         raise ValueError(f"sample: no sample {sample} of {model!r}")
-    row = row.iloc[0]
     return pd.DataFrame(
         {
             "model": model,

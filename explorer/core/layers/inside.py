@@ -14,7 +14,7 @@ import pandas as pd
 
 from explorer.core.attribution.problem import build_problem
 from explorer.core.errors import Cancelled
-from explorer.core.estimate import Counter, Estimate, pass_timing
+from explorer.core.estimate import Counter, Estimate, activation_bytes, pass_timing
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy, same_shapes
 from explorer.core.layers.lens import layer_lens
@@ -100,7 +100,7 @@ def inside_estimate(family: Family, prompt: str, response: str, models: list[str
     body = anatomy(base)
     sites = len(body.blocks) * seq
     rows = pass_rows(body, problem.ids, start, sites)
-    total, memory = 0.0, 0
+    total, passes = 0.0, 0.0
     for label in models:
         member = family.load(label)
         c = Counter()
@@ -110,6 +110,7 @@ def inside_estimate(family: Family, prompt: str, response: str, models: list[str
             c.forward(1, seq, repeat=1 + BACKWARD)  # the preview
         with fair_share([member.model], batched=True):
             total += c.seconds(pass_timing(member))
-        memory = max(memory, 4 * rows * seq * body.hidden * 8)
+        passes += c.token_passes
+    memory = activation_bytes(base, rows, seq)  # one batch of patched passes (the largest)
     detail = f"the lens of {len(models)} models, {sites} sites patched for each of {len(able)} descendants"
-    return Estimate("layers", total, 0.0, memory, detail)
+    return Estimate("layers", total, passes, memory, detail)
