@@ -7,6 +7,7 @@ import copy
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,20 @@ def finetune(
     seed: int,
     quiet: bool,
     name: str,
+    trainable: Callable[[LlamaForCausalLM], torch.nn.Module] | None = None,
 ) -> tuple[LlamaForCausalLM, list[float]]:
+    """A copy of `base` trained on `recipe`: every weight, or only `trainable(model)`'s (the
+    rest frozen for the run, and thawed again in the copy returned)."""
     model = copy.deepcopy(base)
+    if trainable is not None:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for param in trainable(model).parameters():
+            param.requires_grad_(True)
     batches = text_batches(recipe, tok, schedule, seed)
     losses = run_loop(model, batches, schedule, lm_loss, name, quiet)
+    for param in model.parameters():
+        param.requires_grad_(True)
     return model, losses
 
 
@@ -154,15 +165,8 @@ def build_late(
     """A fine-tune whose change is confined by construction: every parameter but the last
     block's is frozen (embeddings, earlier blocks, final norm, head), so the layer-wise tools
     have a known place to find — the residual stream is the base's up to that block."""
-    late = copy.deepcopy(base)
-    for param in late.parameters():
-        param.requires_grad_(False)
-    for param in late.model.layers[-1].parameters():
-        param.requires_grad_(True)
-    batches = text_batches(LATE, tok, plan.late, seed + 30)
-    losses = run_loop(late, batches, plan.late, lm_loss, "fable-late", quiet)
-    for param in late.parameters():
-        param.requires_grad_(True)
+    late, losses = finetune(base, LATE, tok, plan.late, seed + 30, quiet, "fable-late",
+                            trainable=lambda model: model.model.layers[-1])  # fmt: skip
     save_member(late, tok, out, "fable-late")
     return losses
 
