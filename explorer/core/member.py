@@ -86,6 +86,12 @@ class Member(Protocol):
         """What produced this member's results when it is not plain local weights."""
 
 
+def plain_model(model: Any) -> Any:
+    """The transformers model inside a peft wrapper (the model itself when it has none): where
+    its blocks, forward signature and parameter names are."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def model_input(member: Member, prompt: str, chat: str) -> str:
     """The exact text a model receives: the prompt, or the prompt in its chat template."""
     template = getattr(member.tokenizer, "chat_template", None)

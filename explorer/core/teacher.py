@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from explorer.core.member import plain_model
 from explorer.core.params import CancelToken, check_cancel
 from explorer.core.threads import fair_share
 
@@ -26,8 +27,7 @@ PREFIX_GROUPS = 3  # groups of rows that share a cached beginning (occlusion)
 def cache_keyword(model) -> str | None:
     """The name the model's forward takes its key–value cache by (`cache` from transformers
     5.x, `past_key_values` before), or None when it takes none or cannot keep only some logits."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
-    params = inspect.signature(inner.forward).parameters
+    params = inspect.signature(plain_model(model).forward).parameters
     if "logits_to_keep" not in params:
         return None
     return next((k for k in ("cache", "past_key_values") if k in params), None)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from explorer.core.member import Member
+from explorer.core.member import Member, plain_model
 
 SITES = ("block", "attention", "mlp")
 _BLOCKS = ("layers", "h", "blocks")
@@ -56,7 +56,7 @@ def anatomy(member: Member) -> Anatomy:
             "(load the family from local files or the hub to look inside)"
         )
     model = member.model
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = plain_model(model)
     decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else inner
     blocks = _first(decoder, _BLOCKS)
     norm = _first(decoder, _NORMS)

@@ -16,7 +16,7 @@ import torch
 
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy
-from explorer.core.member import Member
+from explorer.core.member import Member, plain_model
 
 COLUMNS = ["model", "layer", "block", "module", "kind", "relative_change", "change_norm", "base_norm"]
 _BLOCK = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.(.+)$")
@@ -48,11 +48,9 @@ def weight_diff(family: Family, models: list[str] | None = None) -> pd.DataFrame
 
 def plain_weights(member: Member) -> dict[str, torch.Tensor]:
     """Parameters by their name in the plain model (peft's wrapping names taken off)."""
-    model = member.model
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return {
         name.replace(".base_layer.", "."): p.detach()
-        for name, p in inner.named_parameters()
+        for name, p in plain_model(member.model).named_parameters()
         if "lora_" not in name
     }
 
@@ -100,11 +98,8 @@ def where(name: str, n_blocks: int) -> tuple[int, str]:
 
 def lora_layers(member: Member) -> dict[str, torch.nn.Module]:
     """Adapted modules by the plain name of their weight."""
-    model = member.model
-    if not hasattr(model, "get_base_model"):
-        return {}
     found = {}
-    for name, module in model.get_base_model().named_modules():
+    for name, module in plain_model(member.model).named_modules():
         if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
             found[f"{name}.weight"] = module
     return found
