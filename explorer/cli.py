@@ -205,6 +205,8 @@ def sweep(argv: list[str]) -> int:
     except (ValueError, TypeError, OSError) as err:
         print(f"family-explorer sweep: {err}", file=sys.stderr)
         return 2
+    for where, sentence in tables["provenance"].attrs.get("skipped", {}).items():
+        print(f"family-explorer sweep: {where}: {sentence}", file=sys.stderr)
     if not args.quiet:
         print(summary(tables["provenance"]).to_string(index=False))
         print(f"\nwritten to {Path(args.out).resolve()}")

@@ -59,3 +59,24 @@ FAMILIES = [
     ("pickled weights", lambda tmp, zoo: pickled_llama(tmp / "pickled", synthetic_tokenizer(300)), "pickled"),
     ("hub unreachable", lambda tmp, zoo: "HuggingFaceTB/SmolLM2-135M", "Hugging Face hub"),
 ]  # fmt: skip
+
+
+# Behaviours (regexes) a user may type, paste or ship in a sweep file: (id, pattern, a text it
+# is run on, the message that must explain it — None: it simply answers). Python's `re` hangs
+# on the first; the `regex` package answers it, and its time limit bounds the rest.
+WORDS = "sunny . the weather today is rainy and the sky is grey . the sun is warm and the"
+BEHAVIOURS = [
+    ("the issue's pattern (hangs re)", r"^(\w+\s?)*$", WORDS, None),
+    ("alternation in a repeat", r"(a|aa)+$", "a" * 40 + "b", "took more than"),
+    ("lazy groups counted", r"(.*?,){30}z", "a," * 40, "took more than"),
+    ("overlapping alternatives, backreference", r"^(\w|\w\w|\s|\s\s|.)*(.)\2\2", WORDS, "took more than"),
+    ("two-way split, backreference", r"^(.|..)*(.)\2\2\2", WORDS, "took more than"),
+    ("six overlapping alternatives", r"^(.|..|...|\w|\w\w|\s)*(.)\2\2\2", WORDS, "took more than"),
+    ("nested counted repeats", r"((a{1000}){1000}){1000}", WORDS, "repeats into 1,000,000,000 copies"),
+    ("nested non-capturing repeats", r"(?:(?:x{100}){100}){100}", WORDS, "repeats into 1,000,000 copies"),
+    ("repeat count too big", r"a{4294967295}", WORDS, "repeats into 4,294,967,295 copies"),
+    ("unclosed group", r"(sunny", WORDS, "is not a valid regex"),
+    ("unknown property", r"\p{Klingon}", WORDS, "is not a valid regex"),
+    ("a 5,000-character pattern", "sunny|" * 833 + "x", WORDS, "characters long; a behaviour pattern may have at most 2000"),
+]  # fmt: skip
+HOSTILE = [case for case in BEHAVIOURS if case[3] == "took more than"]

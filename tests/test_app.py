@@ -109,7 +109,7 @@ def test_behaviours_from_the_ui(app):
     assert set(app.state.provenance["behaviour"]) == {"sunny"}
     app.variability.regex.value = "("
     app.variability.add.click()
-    assert "not a valid regular expression" in app.state.error
+    assert "is not a valid regex" in app.state.error
     assert "sunny" in app.state.behaviours
 
 

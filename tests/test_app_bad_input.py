@@ -7,7 +7,8 @@ import threading
 import time
 
 import pytest
-from bad_inputs import FAMILIES, SAMPLING
+from bad_inputs import BEHAVIOURS, FAMILIES, SAMPLING
+from handmade import handmade
 from tiny import char_tokenizer, tiny_llama
 
 import explorer as fx
@@ -122,3 +123,26 @@ def test_a_closed_page_cancels_its_run(store):
     thread.join(30)
     assert not thread.is_alive() and time.monotonic() - started < 10
     assert job.cancel.cancelled
+
+
+@pytest.mark.parametrize(("pattern", "text", "message"), [c[1:] for c in BEHAVIOURS], ids=[c[0] for c in BEHAVIOURS])
+def test_a_bad_behaviour_typed_in_the_app_is_a_sentence_and_the_rest_still_counts(store, tmp_path, pattern, text, message):
+    """Each bad behaviour of the table through the behaviour box, on a replayed session whose
+    responses hold the text it is hostile to; the kernel stays free and other behaviours count."""
+    session = tmp_path / "session.json"
+    fx.Session({"name": "handmade", "members": [{"label": "base"}, {"label": "kid"}]},
+               handmade({"base": [text, "day", text, "rain"], "kid": [text, "day", "day", text]}),
+               {"day": r"\bday\b"}).save(session)  # fmt: skip
+    app = fx.Explorer(replay=session, store=store)
+    app.variability.name.value, app.variability.regex.value = "odd", pattern
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (app.variability.on_add(), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(120), "the behaviour box hung"
+    s = app.state
+    assert s.provenance[s.provenance["behaviour"] == "day"].set_index("model")["count"].to_dict() == {"base": 1, "kid": 2}
+    if message is None:
+        assert s.error == "" and "odd" in set(s.provenance["behaviour"])
+    else:
+        assert message in s.error and "'odd'" in s.error and escape(message) in banner(app)
+        assert "odd" not in set(s.provenance["behaviour"])

@@ -158,3 +158,29 @@ def test_a_sweep_on_the_gguf_family_from_the_command_line(real_family_dir, tmp_p
     assert len(tables["samples"]) == 2 * 2 * 3
     assert set(tables["samples"]["model"]) == {BASE, ADAPTER}
     assert tables["manifest"]["family"]["members"][0]["gguf_file"] == GGUF_NAME
+
+
+def test_a_gguf_file_then_its_folder_keep_their_own_labels(real_family_dir):
+    """The issue's sequence: the same GGUF weights as a file (label from the file name), then
+    as a folder with a card and a LoRA (label from the folder): each family sees its names, in
+    the API and through the app's family box, with the weights loaded once."""
+    from explorer.core.store import ModelStore
+
+    store = ModelStore()
+    by_file = fx.load_family(real_family_dir / BASE / GGUF_NAME, store=store)
+    by_folder = fx.load_family(real_family_dir, store=store)
+    for family in (by_file, by_folder, by_file):
+        samples = fx.sample(family, "Say hello.", n=2, max_new_tokens=3, seed=0)
+        assert samples.models == family.labels
+        table = fx.provenance(samples, behaviours=AHOY)
+        assert table.loc[table["model"] == family.base.label, "label"].eq("base").all()
+    assert by_file.load(by_file.base.label).model is by_folder.load(BASE).model
+    app = fx.Explorer(None, store=store, confirm_after=1e9)
+    for spec, labels in ((real_family_dir / BASE / GGUF_NAME, [by_file.base.label]), (real_family_dir, [BASE, ADAPTER])):
+        app.family_panel.base.value = str(spec)
+        app.family_panel.load.click()
+        assert app.wait(300) and app.state.error == ""
+        app.state.prompt, app.state.n, app.state.max_new_tokens = "Say hello.", 2, 3
+        app.sampling_panel.resample.click()
+        assert app.wait(300) and app.state.error == "", app.state.error
+        assert app.state.samples.models == labels and app.state.provenance is not None

@@ -115,3 +115,29 @@ def test_bad_prompt_files(tmp_path):
     txt = tmp_path / "p.txt"
     txt.write_text("one\n\ntwo\n")
     assert [p.prompt for p in read_prompts(txt)] == ["one", "two"]
+
+
+@pytest.mark.slow
+def test_a_sweep_file_with_a_hostile_behaviour_finishes_and_says_which(tmp_path):
+    """A catastrophic pattern in a sweep file is left out with a sentence (stderr and the
+    manifest); an invalid one fails before any sampling, naming the file and row."""
+    from bad_inputs import HOSTILE
+
+    hostile = HOSTILE[-1][1]  # backtracks on any answer of a dozen characters or more
+    path = tmp_path / "hostile.csv"
+    pd.DataFrame({"prompt": PROMPTS[1:3], "behaviour:odd": [hostile, hostile], "behaviour:the": [r"\bthe\b"] * 2}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    done = subprocess.run(sweep_cmd(path, out, n=4, extra=["--quiet"]), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    left_out = fx.load_sweep(out)["manifest"]["behaviours_left_out"]
+    assert left_out and all("took more than" in v for v in left_out.values())
+    prov = fx.load_sweep(out)["provenance"]
+    for where in left_out:  # "prompt 2: odd": that prompt's table counts "the" only
+        index = int(where.split(":")[0].split()[1]) - 1
+        assert set(prov[prov["prompt_index"] == index]["behaviour"]) == {"the"}
+        assert f"{where}: behaviour 'odd': the pattern" in done.stderr
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"prompt": PROMPTS[:2], "behaviour:x": ["", "((a{1000}){1000}){1000}"]}).to_csv(bad, index=False)
+    done = subprocess.run(sweep_cmd(bad, tmp_path / "bad-run", n=4), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "bad.csv, row 2: behaviours: 'x' repeats into 1,000,000,000 copies" in done.stderr
+    assert not (tmp_path / "bad-run" / "units").exists()

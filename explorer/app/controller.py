@@ -7,7 +7,6 @@ traceback on the page."""
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from explorer.app.core import Core
 from explorer.app.derived import (
     attribution_views,
     chosen_tokens,
+    left_out,
     method_table,
     needs_weights,
     spread_method,
@@ -25,6 +25,7 @@ from explorer.app.layer_actions import LayerActions
 from explorer.app.state import AppState
 from explorer.core.errors import Cancelled, ModelLoadError
 from explorer.core.params import SamplingParams, check_prompt
+from explorer.core.patterns import compile_pattern
 
 MAX_SPREAD_SAMPLES = 8
 CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
@@ -189,7 +190,8 @@ class Controller(LayerActions):
         """The quick tables first (published at once: responses and charts appear), then the
         scoring — cross-scores and log-ratios — with progress; Stop keeps what was scored."""
         quick = self.core.analyse(samples, behaviours, None)
-        job.show(**{**CLEARED, **quick.as_dict()}, status=f"{summary(samples)}; scoring under each model…")
+        job.show(**{**CLEARED, **quick.as_dict(), **left_out(quick.provenance)},
+                 status=f"{summary(samples)}; scoring under each model…")  # fmt: skip
 
         def progress(scorer: str, done: int, total: int) -> None:
             job.report({**totals, "scoring": done / total})
@@ -206,7 +208,8 @@ class Controller(LayerActions):
 
     def _analysed(self, family, samples, behaviours=None) -> dict:
         """Everything the tabs show that follows from the samples, all at once."""
-        return {**CLEARED, **self.core.analyse(samples, behaviours, family).as_dict()}
+        analysis = self.core.analyse(samples, behaviours, family)
+        return {**CLEARED, **analysis.as_dict(), **left_out(analysis.provenance)}
 
     # --- behaviours -----------------------------------------------------------------------------
 
@@ -216,9 +219,9 @@ class Controller(LayerActions):
             self.fail("behaviour: type a regular expression, e.g. \\bsunny\\b")
             return False
         try:
-            re.compile(pattern)
-        except re.error as err:
-            self.fail(f"behaviour: {pattern!r} is not a valid regular expression ({err})")
+            compile_pattern(pattern, name or pattern)
+        except ValueError as err:
+            self.fail(str(err))  # "behaviours: '(' is not a valid regex (…)"
             return False
         self.assign(behaviours={**self.state.behaviours, (name or pattern): pattern}, error="")
         self._refresh_provenance()
@@ -235,7 +238,8 @@ class Controller(LayerActions):
     def _refresh_provenance(self) -> None:
         if self.state.samples is not None:
             table = self.core.provenance(self.state.samples, dict(self.state.behaviours))
-            self.assign(provenance=table, findings=self.core.findings(table), focus=None, focus_responses=None)
+            self.assign(provenance=table, findings=self.core.findings(table), focus=None, focus_responses=None,
+                        **left_out(table))  # fmt: skip
 
     def focus(self, behaviour: str, model: str) -> None:
         """Show the responses behind one finding: the descendant's and the base's samples that

@@ -47,7 +47,7 @@ class Core:
         self, samples: SampleSet, behaviours: dict[str, str] | None, family: Family | None,
         cancel: CancelToken | None = None, progress: ProgressFn | None = None,
     ) -> Analysis:  # fmt: skip
-        return analyse(samples, behaviours, family, cancel, progress)
+        return analyse(samples, behaviours, family, cancel, progress, warn=False)  # the banner says it
 
     def add_scores(
         self, analysis: Analysis, family: Family, cancel: CancelToken | None = None, progress: ProgressFn | None = None
@@ -55,7 +55,7 @@ class Core:
         return add_scores(analysis, family, cancel, progress)
 
     def provenance(self, samples: SampleSet, behaviours: dict[str, str]) -> Any:
-        return provenance_table(samples, behaviours)
+        return provenance_table(samples, behaviours, warn=False)  # the banner says it
 
     def findings(self, provenance: Any) -> Any:
         return findings(provenance)

@@ -51,3 +51,10 @@ def method_table() -> list[tuple[str, bool]]:
 def needs_weights(method: str) -> bool:
     """Whether an attribution method needs local weights (gradients or attention)."""
     return dict(method_table()).get(method, False)
+
+
+def left_out(provenance: Any) -> dict[str, str]:
+    """The banner's sentence for behaviours left out of the provenance table (a pattern that
+    ran out of its matching time): {"error": …}, or nothing when every behaviour counted."""
+    skipped = getattr(provenance, "attrs", {}).get("skipped") or {}
+    return {"error": " ".join(skipped.values())} if skipped else {}

@@ -49,19 +49,21 @@ class Analysis:
 
 
 def provenance_table(
-    samples: SampleSet, behaviours: dict[str, str] | None, top: int | None = TOP_CLUSTERS
+    samples: SampleSet, behaviours: dict[str, str] | None, top: int | None = TOP_CLUSTERS, warn: bool = True
 ) -> pd.DataFrame:
-    """Provenance of the user's behaviours, or of the `top` most frequent answer clusters."""
+    """Provenance of the user's behaviours, or of the `top` most frequent answer clusters;
+    `warn=False` leaves the sentences of behaviours left out in `attrs["skipped"]` alone."""
     if behaviours:
-        return provenance(samples, behaviours=behaviours)
+        return provenance(samples, behaviours=behaviours, warn=warn)
     return provenance(samples, top=top)  # the labels' guarantee counts only the clusters shown
 
 
 def describe_samples(
-    samples: SampleSet, behaviours: dict[str, str] | None = None, top: int | None = TOP_CLUSTERS
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    samples: SampleSet, behaviours: dict[str, str] | None = None, top: int | None = TOP_CLUSTERS,
+    warn: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Variability and provenance of one SampleSet (what a sweep keeps per prompt)."""
-    return variability(samples), provenance_table(samples, behaviours, top)
+    return variability(samples), provenance_table(samples, behaviours, top, warn)
 
 
 def analyse(
@@ -70,13 +72,14 @@ def analyse(
     family: Family | None = None,
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
+    warn: bool = True,
 ) -> Analysis:
     """Everything the app shows after a resample. With `family`, also cross-scoring (several
     models) and log-ratios (a shared tokenizer); `cancel` is honoured between the steps and
     between scoring batches, since scoring thousands of samples under every model takes a
     while: Stop raises `Cancelled` whose `partial` is the Analysis so far (the tables of the
     scorers that finished). `progress(scorer, done, total)` follows the scoring."""
-    var, prov = describe_samples(samples, behaviours)
+    var, prov = describe_samples(samples, behaviours, warn=warn)
     check_cancel(cancel)
     result = Analysis(samples, assign_clusters(samples), var, prov, cluster_counts(samples),
                       first_token_comparison(samples), entropy_by_position(samples))  # fmt: skip

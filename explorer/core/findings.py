@@ -7,10 +7,9 @@ family-wise error rate of 5% (`explorer.core.labels`), so every sentence here is
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
+from explorer.core.patterns import Matcher
 from explorer.core.samples import SampleSet
 
 LABELS = ("introduced", "amplified", "suppressed", "inherited", "absent", "inconclusive")
@@ -74,8 +73,7 @@ def responses_behind(
     "≈ …"), with their text: what a finding's cell counted."""
     df = samples.df
     if behaviour in behaviours:
-        pattern = re.compile(behaviours[behaviour])
-        hit = df["text"].astype(str).map(lambda t: pattern.search(t) is not None)
+        hit = df["text"].astype(str).map(Matcher(behaviours[behaviour], behaviour))
     elif clusters is not None and behaviour.startswith("≈ "):
         hit = clusters.reindex(df.index) == behaviour[2:]
     else:

@@ -8,6 +8,7 @@ top-p) and under the raw model, and the entropy of the raw next-token distributi
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Hashable, Sequence
@@ -58,6 +59,15 @@ class LocalMember:
 
     def engine(self) -> dict[str, Any] | None:
         return None
+
+    def named(self, ref: ModelRef) -> LocalMember:
+        """The same weights and tokenizer under the identity `ref` (a family's label,
+        relation and parent): cached weights are shared between families, identity never."""
+        if ref == self.ref:
+            return self
+        view = copy.copy(self)  # keeps what was measured once (tokenizer_key)
+        view.ref = ref
+        return view
 
     def sample(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +26,12 @@ from explorer.core.labels import (
     samples_needed,
 )
 from explorer.core.metrics import assign_clusters
+from explorer.core.patterns import BehaviourLeftOut, Matcher, PatternTimeout
 from explorer.core.samples import SampleSet
 
 Detector = Callable[[str], bool]
+COLUMNS = ["behaviour", "model", "count", "n", "freq", "lo", "hi", "exact_first_token", "exact_note",
+           "diff_lo", "diff_hi", "n_needed", "label", "intervals_in_run"]  # fmt: skip
 Z95 = 1.959963984540054
 
 
@@ -43,13 +47,10 @@ def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def as_detector(spec: str | re.Pattern | Detector, name: str) -> Detector:
-    if isinstance(spec, str):
-        try:
-            spec = re.compile(spec)
-        except re.error as err:
-            raise ValueError(f"behaviours: {name!r} is not a valid regex ({err})") from err
-    if isinstance(spec, re.Pattern):
-        return lambda text, pattern=spec: pattern.search(text) is not None
+    """A behaviour as a function of a response: a regex (matched within a time limit, see
+    `explorer.core.patterns`) or the user's own callable."""
+    if isinstance(spec, (str, re.Pattern, regex.Pattern)):
+        return Matcher(spec, name)
     if callable(spec):
         return lambda text: bool(spec(text))
     raise TypeError(
@@ -57,7 +58,20 @@ def as_detector(spec: str | re.Pattern | Detector, name: str) -> Detector:
     )
 
 
-def could_begin(pattern: regex.Pattern, text: str) -> bool:
+def behaviour_hits(texts: pd.Series, behaviours: dict[str, Any]) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Each behaviour's hits over `texts`, and a sentence for each behaviour left out because
+    its pattern ran out of time (the others still count)."""
+    hits, skipped = {}, {}
+    for name, spec in behaviours.items():
+        detector = as_detector(spec, name)
+        try:
+            hits[name] = texts.map(detector)
+        except PatternTimeout as err:
+            skipped[name] = str(err)
+    return hits, skipped
+
+
+def could_begin(pattern: regex.Pattern | Matcher, text: str) -> bool:
     """Whether a match of `pattern` starts inside `text` (or `text` starts one that later text
     could complete): the token "Ah" could begin a match of `^ahoy`."""
     found = pattern.search(text, partial=True)
@@ -72,20 +86,19 @@ def first_token_probability(samples: SampleSet, model: str, spec: Any) -> tuple[
     says how much they hold). For a behaviour decided by its first word (`sunny` after "the
     weather today is") it is the behaviour's probability; on subword tokenizers a word is
     several tokens, and the first token only has to begin it."""
-    if not isinstance(spec, (str, re.Pattern)):
+    if not isinstance(spec, (str, re.Pattern, regex.Pattern)):
         return None, "no exact figure for a callable behaviour"
     ft = samples.first_token[samples.first_token["model"] == model]
     if ft.empty:
         return None, "no first-token distribution was recorded"
-    pattern = regex.compile(spec if isinstance(spec, str) else spec.pattern, _flags(spec))
-    hits = [could_begin(pattern, str(text)) for text in ft["token"]]
+    matcher = Matcher(spec, "first tokens")
+    try:
+        hits = [could_begin(matcher, str(text)) for text in ft["token"]]
+    except PatternTimeout:
+        return None, "no exact figure: the pattern ran out of its matching time"
     covered = float(ft["prob"].sum())
     note = "" if covered >= 0.999 else f"lower bound: the top {len(ft)} first tokens hold {covered:.1%} of the probability"
     return float(ft["prob"][hits].sum()), note
-
-
-def _flags(spec: Any) -> int:
-    return regex.IGNORECASE if isinstance(spec, re.Pattern) and spec.flags & re.IGNORECASE else 0
 
 
 def provenance(
@@ -94,6 +107,7 @@ def provenance(
     base: str | None = None,
     clusterer: str | Clusterer = "normalised",
     top: int | None = None,
+    warn: bool = True,
 ) -> pd.DataFrame:
     """One row per (behaviour, model): count, n, freq, 95% Wilson interval, exact first-token
     probability where computable, samples needed to separate it from the base, and a label.
@@ -101,22 +115,16 @@ def provenance(
     Without `behaviours`, each answer cluster is a behaviour (the `top` most frequent, if
     given). The labels of the whole table hold together (`explorer.core.labels`): the more
     behaviours and models, the wider each interval behind them.
+
+    A regex that runs out of its matching time (`explorer.core.patterns`) is left out:
+    `df.attrs["skipped"]` holds a sentence for each, also given as a warning when `warn`.
     """
     models = samples.models
     base = base or (samples.family.get("members") or [{}])[0].get("label") or models[0]
     if base not in models:
         raise ValueError(f"base: {base!r} has no samples in this SampleSet ({', '.join(models)})")
-    texts = samples.df["text"].astype(str)
-    if behaviours is None:
-        clusters = assign_clusters(samples, clusterer)
-        kept = set(clusters.value_counts(sort=True).index[:top] if top else clusters)
-        hits = {f"≈ {c}": clusters == c for c in dict.fromkeys(clusters) if c in kept}
-        specs: dict[str, Any] = {}
-    else:
-        if not isinstance(behaviours, dict) or not behaviours:
-            raise ValueError("behaviours: give a non-empty dict of name -> regex or callable")
-        hits = {name: texts.map(as_detector(spec, name)) for name, spec in behaviours.items()}
-        specs = behaviours
+    hits, skipped = _hits(samples, behaviours, clusterer, top)
+    specs = behaviours or {}
     intervals = intervals_per_run(len(hits), len(models))
     rows = []
     for name, hit in hits.items():
@@ -127,7 +135,28 @@ def provenance(
         for m in models:
             row = _row(name, m, counts[m], samples, specs.get(name))
             rows.append(row | _judged(counts[base], counts[m], m == base, intervals))
-    return pd.DataFrame(rows)
+    return _with_skipped(pd.DataFrame(rows, columns=COLUMNS if not rows else None), skipped, warn)
+
+
+def _with_skipped(table: pd.DataFrame, skipped: dict[str, str], warn: bool) -> pd.DataFrame:
+    """The table, with the sentences of the behaviours left out in `attrs["skipped"]` (and a
+    warning, so a script sees them too; the app shows them in its banner instead)."""
+    table.attrs["skipped"] = skipped
+    for sentence in skipped.values() if warn else ():
+        warnings.warn(sentence, BehaviourLeftOut, stacklevel=3)
+    return table
+
+
+def _hits(samples: SampleSet, behaviours, clusterer, top) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Each behaviour's hits over the samples (answer clusters when `behaviours` is None) and
+    the sentences of those left out."""
+    if behaviours is None:
+        clusters = assign_clusters(samples, clusterer)
+        kept = set(clusters.value_counts(sort=True).index[:top] if top else clusters)
+        return {f"≈ {c}": clusters == c for c in dict.fromkeys(clusters) if c in kept}, {}
+    if not isinstance(behaviours, dict) or not behaviours:
+        raise ValueError("behaviours: give a non-empty dict of name -> regex or callable")
+    return behaviour_hits(samples.df["text"].astype(str), behaviours)
 
 
 def _judged(base_counts, own, is_base: bool, intervals: int) -> dict[str, Any]:

@@ -93,11 +93,14 @@ class ModelStore:
             return self._tokenizers[key]
 
     def get(self, ref: ModelRef, parent: ModelRef | None = None) -> LocalMember:
+        """The member for `ref`, loaded once per weights (id, file, revision, parent) and
+        shared between names: the member returned always carries the asking ref, so its
+        label, relation and parent are the asking family's, whatever name loaded it first."""
         key = self._key(ref, parent)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
-                return self._models[key]
+                return self._models[key].named(ref)
             loaded = self._load(ref, parent)
             self._models[key] = loaded
             self._evict(keep=key)

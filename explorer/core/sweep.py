@@ -23,6 +23,7 @@ from explorer.core.analysis import describe_samples
 from explorer.core.attribution import attribute_samples
 from explorer.core.family import Family
 from explorer.core.params import CancelToken, SamplingParams, check_cancel
+from explorer.core.patterns import compile_pattern
 from explorer.core.results import library_versions, write_atomic
 from explorer.core.samples import SampleSet, combine
 from explorer.core.sampling import sample
@@ -63,14 +64,20 @@ def read_prompts(path: str | os.PathLike) -> list[PromptSpec]:
         raise ValueError(f"prompts: {path.name} has no prompts")
     if "prompt" not in rows[0]:
         raise ValueError(f"prompts: {path.name} needs a 'prompt' column")
-    return [PromptSpec(str(r["prompt"]), _behaviours(r)) for r in rows]
+    return [PromptSpec(str(r["prompt"]), _behaviours(r, path.name, i + 1)) for i, r in enumerate(rows)]
 
 
-def _behaviours(row: dict[str, Any]) -> dict[str, str]:
+def _behaviours(row: dict[str, Any], file: str, line: int) -> dict[str, str]:
+    """A row's behaviours, each checked now (a bad or unbounded pattern fails before any
+    sampling, naming its file and row)."""
     out = {}
     for key, value in row.items():
         if key.startswith("behaviour") and value:
             name = key.split(":", 1)[1] if ":" in key else str(value)
+            try:
+                compile_pattern(str(value), name)
+            except ValueError as err:
+                raise ValueError(f"prompts: {file}, row {line}: {err}") from err
             out[name] = str(value)
     return out
 
@@ -147,6 +154,7 @@ def run_sweep(
         progress(total, total, "tables")
     tables = write_tables(family, prompts, params, out, attribute)
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 2)
+    manifest["behaviours_left_out"] = tables["provenance"].attrs.get("skipped", {})
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return tables
 
@@ -162,10 +170,12 @@ def _unit_sets(
 def write_tables(family: Family, prompts: list[PromptSpec], params: SamplingParams, out: Path,
                  attribute: str | None) -> dict[str, pd.DataFrame]:  # fmt: skip
     samples, variability, provenance, attributions = [], [], [], []
+    skipped: dict[str, str] = {}  # behaviours left out (patterns that ran out of time)
     for index, s in _unit_sets(family, prompts, out):
         tag = {"prompt_index": index}
         samples.append(s.df.assign(**tag))
-        var, prov = describe_samples(s, prompts[index].behaviours or None, top=None)
+        var, prov = describe_samples(s, prompts[index].behaviours or None, top=None, warn=False)
+        skipped.update({f"prompt {index + 1}: {k}": v for k, v in prov.attrs.get("skipped", {}).items()})
         variability.append(var.assign(prompt=s.prompt, **tag))
         provenance.append(prov.assign(prompt=s.prompt, **tag))
         if attribute:
@@ -179,6 +189,7 @@ def write_tables(family: Family, prompts: list[PromptSpec], params: SamplingPara
     }
     if attributions:
         tables["attribution"] = pd.concat(attributions, ignore_index=True)
+    tables["provenance"].attrs["skipped"] = skipped
     for name, df in tables.items():
         df.to_parquet(out / f"{name}.parquet", index=False)
         if name != "samples":

@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -213,12 +213,12 @@ _MEMBERS_LOCK = threading.Lock()
 
 
 def served_member(ref: ModelRef, base_ref: ModelRef) -> ServedMember:
-    """The `ServedMember` for a served ref (one per server and name in this process); all
-    members share the base's tokenizer."""
-    key = (ref.server, ref.id)
+    """The `ServedMember` for a served ref (one per server, name and base in this process,
+    always under the asking ref's identity); all members share the base's tokenizer."""
+    key = (ref.server, ref.id, base_ref.id)
     with _MEMBERS_LOCK:
         if key in _MEMBERS:
-            return _MEMBERS[key]
+            return _named(_MEMBERS[key], ref)
     backend = backend_for(ref.server)
     served = {m["id"]: m for m in backend.models()}
     if ref.id not in served:
@@ -232,4 +232,9 @@ def served_member(ref: ModelRef, base_ref: ModelRef) -> ServedMember:
     else:
         tokenizer = served_member(base_ref, base_ref).tokenizer
     with _MEMBERS_LOCK:
-        return _MEMBERS.setdefault(key, ServedMember(ref, backend, tokenizer, length, base_ref.id))
+        return _named(_MEMBERS.setdefault(key, ServedMember(ref, backend, tokenizer, length, base_ref.id)), ref)
+
+
+def _named(member: ServedMember, ref: ModelRef) -> ServedMember:
+    """The cached member under the asking family's identity (label, relation, parent)."""
+    return member if member.ref == ref else replace(member, ref=ref)
