@@ -46,7 +46,8 @@ def serve_parser() -> argparse.ArgumentParser:
         description=(
             "Serve the Model Family Explorer app (or a lesson notebook) with Voila. "
             "Other commands: `family-explorer zoo build --out DIR [--quick]` rebuilds the "
-            "bundled fable model family; `family-explorer sweep --help` runs a prompt set."
+            "bundled fable model family; `family-explorer sweep --help` runs a prompt set; "
+            "`family-explorer discover --help` searches one for what each descendant changed."
         ),
     )
     parser.add_argument("notebook", nargs="?", help="notebook file or bundled lesson name")
@@ -219,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         return zoo(argv[1:])
     if argv and argv[0] == "sweep":
         return sweep(argv[1:])
+    if argv and argv[0] == "discover":
+        from explorer.cli_discover import discover
+
+        return discover(argv[1:])
     return serve(argv)
 
 

@@ -48,11 +48,17 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def report(source: CoreSession | SampleSet | str | Path, path: str | Path, title: str | None = None) -> Path:
-    """Write the report of a session (or a SampleSet, or a sweep folder) to `path`; returns it."""
+def report(source: CoreSession | SampleSet | str | Path | Any, path: str | Path, title: str | None = None) -> Path:
+    """Write the report of a session (or a SampleSet, a sweep folder, or a Discovery) to `path`;
+    returns it."""
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         body, charts_ = sweep_sections(Path(source))
         heading = title or f"Sweep {Path(source).name}"
+    elif type(source).__name__ == "Discovery":
+        from explorer.discover_report import discovery_sections
+
+        body, charts_ = discovery_sections(source, esc, table, chart_section, sentences)
+        heading = title or "What each adaptation changed (Discover)"
     else:
         session = source if isinstance(source, CoreSession) else CoreSession(family=source.family, samples=source)
         body, charts_ = session_sections(session)

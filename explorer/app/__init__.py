@@ -7,13 +7,14 @@ from typing import Any
 import ipywidgets as w
 
 from explorer.app.controller import Controller
+from explorer.app.discover_view import DiscoverView
 from explorer.app.findings_view import FindingsView
 from explorer.app.layers_view import LayersView
 from explorer.app.panels import Banner, ConfirmBar, FamilyPanel, PromptPanel, SamplingPanel, header
 from explorer.app.state import AppState
 from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
 
-TABS = ["Findings", "Responses", "Variability", "Attribution", "Layers", "Data"]
+TABS = ["Findings", "Discover", "Responses", "Variability", "Attribution", "Layers", "Data"]
 
 
 def enable_offline_charts() -> None:
@@ -60,12 +61,13 @@ class Explorer(w.VBox):
         self.prompt_panel = PromptPanel(state, ctl)
         self.sampling_panel = SamplingPanel(state, ctl)
         self.findings = FindingsView(state, ctl)
+        self.discover = DiscoverView(state, ctl)
         self.responses = ResponsesView(state, ctl)
         self.variability = VariabilityView(state, ctl)
         self.attribution = AttributionView(state, ctl)
         self.layers = LayersView(state, ctl)
         self.data = DataView(state, ctl)
-        views = [self.findings, self.responses, self.variability, self.attribution, self.layers, self.data]
+        views = [self.findings, self.discover, self.responses, self.variability, self.attribution, self.layers, self.data]
         self.tabs = w.Tab(children=views, titles=TABS)
         top = w.HBox([self.family_panel, self.prompt_panel, self.sampling_panel], layout=w.Layout(flex_flow="row wrap"))
         self.confirm_bar = ConfirmBar(state, ctl)

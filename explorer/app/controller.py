@@ -12,6 +12,7 @@ from typing import Any
 
 from explorer.app.core import Core
 from explorer.app.derived import (
+    CLEARED,
     attribution_views,
     chosen_tokens,
     left_out,
@@ -20,19 +21,16 @@ from explorer.app.derived import (
     spread_method,
     summary,
 )
+from explorer.app.discover_actions import DiscoverActions
 from explorer.app.jobs import Job, Runner
 from explorer.app.layer_actions import LayerActions
+from explorer.app.sessions import session_updates
 from explorer.app.state import AppState
 from explorer.core.errors import Cancelled, ModelLoadError
 from explorer.core.params import SamplingParams, check_prompt
 from explorer.core.patterns import compile_pattern
 
 MAX_SPREAD_SAMPLES = 8
-CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
-           "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
-           "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
-           "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
-           "inside": None, "downloads": []}  # fmt: skip
 
 
 class Controller(LayerActions):
@@ -41,6 +39,7 @@ class Controller(LayerActions):
         self.core = core or Core()
         self.runner = Runner(state)
         self._pending = None  # the work a question waits on (see `_ask`)
+        self.discover = DiscoverActions(self)  # the Discover tab's actions
         self.assign(methods=method_table())
 
     # --- running work ---------------------------------------------------------------------------
@@ -70,6 +69,11 @@ class Controller(LayerActions):
 
     def fail(self, message: str) -> None:
         self.assign(error=message, status="")
+
+    @staticmethod
+    def cleared() -> dict[str, Any]:
+        """Every result of a run, emptied (a new family, a new run)."""
+        return dict(CLEARED)
 
     # --- family ---------------------------------------------------------------------------------
 
@@ -109,7 +113,7 @@ class Controller(LayerActions):
         return {**CLEARED, "family": family, "available": usable, "selected": usable,
                 "relations": {m.label: m.relation for m in family.members}, "weights": weights,
                 "server": family.server or "", "method": method, "examples": self.core.examples(spec),
-                "load_errors": errors, "status": message,
+                "load_errors": errors, "status": message, "auto_behaviours": {},
                 "error": "; ".join(f"{k}: {v}" for k, v in errors.items())}  # fmt: skip
 
     # --- sampling -------------------------------------------------------------------------------
@@ -184,7 +188,17 @@ class Controller(LayerActions):
             partial = self.core.combine(done)
             status = f"Stopped: kept the finished models ({', '.join(partial.models)})"
             return {**self._analysed(family, partial, behaviours), "status": status}
-        return self._analysed_or_partial(job, family, self.core.combine(done), behaviours, totals)
+        samples = self.core.combine(done)
+        auto = {} if behaviours else self._mined(job, family, samples, totals)
+        job.publish(auto_behaviours=auto)
+        return self._analysed_or_partial(job, family, samples, behaviours or auto, totals)
+
+    def _mined(self, job: Job, family, samples, totals: dict) -> dict[str, str]:
+        """Words to label when answers rarely repeat (see explorer.core.discover.auto)."""
+        job.report({**totals, "finding words": 0.0})
+        auto = self.core.mined_behaviours(family, samples, job.cancel)
+        job.report({**totals, "finding words": 1.0})
+        return auto
 
     def _analysed_or_partial(self, job: Job, family, samples, behaviours, totals: dict) -> dict:
         """The quick tables first (published at once: responses and charts appear), then the
@@ -237,7 +251,7 @@ class Controller(LayerActions):
 
     def _refresh_provenance(self) -> None:
         if self.state.samples is not None:
-            table = self.core.provenance(self.state.samples, dict(self.state.behaviours))
+            table = self.core.provenance(self.state.samples, dict(self.state.behaviours) or dict(self.state.auto_behaviours))
             self.assign(provenance=table, findings=self.core.findings(table), focus=None, focus_responses=None,
                         **left_out(table))  # fmt: skip
 
@@ -248,7 +262,7 @@ class Controller(LayerActions):
         if s.samples is None:
             return
         try:
-            shown = self.core.responses_behind(s.samples, s.clusters, dict(s.behaviours), behaviour,
+            shown = self.core.responses_behind(s.samples, s.clusters, {**s.auto_behaviours, **s.behaviours}, behaviour,
                                                [s.samples.models[0], model])  # fmt: skip
         except ValueError as err:
             self.fail(str(err))
@@ -339,7 +353,7 @@ class Controller(LayerActions):
 
         s = self.state
         family = s.family.to_dict() if s.family is not None else {}
-        return Session(family, s.samples, dict(s.behaviours), s.attribution, s.chosen)
+        return Session(family, s.samples, dict(s.behaviours) or dict(s.auto_behaviours), s.attribution, s.chosen)
 
     def import_session(self, path) -> bool:
         """Replace the results with a saved session's; a bad file changes nothing."""
@@ -348,24 +362,7 @@ class Controller(LayerActions):
         except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
             self.fail(f"Import failed, nothing changed: {err}")
             return False
-        updates: dict[str, Any] = {"behaviours": session.behaviours, "error": ""}
-        replay = self.state.family is None
-        if session.samples is not None and not replay:
-            labels = self.state.family.labels
-            kept = [m for m in session.samples.models if m in labels and m != labels[0]]
-            updates.update(self._analysed(self.state.family.subset(kept), session.samples, session.behaviours))
-        elif session.samples is not None:  # replay: every table from the samples, no model loaded
-            updates.update(self._analysed(None, session.samples, session.behaviours))
-            updates.update(relations={m["label"]: m.get("relation", "") for m in session.family.get("members", [])})
-        if session.samples is not None:
-            updates["prompt"] = session.samples.prompt
-        if session.attribution is not None:
-            updates.update(attribution_views(session.attribution))
-        name = Path(str(path)).name
-        status = (f"Replay of {name}: read-only, no model loaded (load a family to resample)" if replay
-                  else f"Imported session from {name}")  # fmt: skip
-        updates.update(chosen=session.selected, replay=replay, status=status)
-        self.assign(**updates)
+        self.assign(**session_updates(self, session, Path(str(path)).name))
         return True
 
     def open_sweep(self, folder: str) -> bool:

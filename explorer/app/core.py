@@ -116,6 +116,25 @@ class Core:
         prompts += [p["prompt"] for p in probes if p["id"].startswith(("question-", "capital-"))][:4]
         return list(dict.fromkeys(prompts))
 
+    def discover(self, family: Family, params: SamplingParams, **kw: Any) -> Any:
+        from explorer.core.discover import discover
+
+        return discover(family, n=params.n, max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                        top_p=params.top_p, top_k=params.top_k, seed=params.seed, chat=params.chat, **kw)  # fmt: skip
+
+    def discover_estimate(self, family: Family, params: SamplingParams, **kw: Any) -> Estimate:
+        from explorer.core.discover.cost import discover_estimate
+
+        return discover_estimate(family, n=params.n, max_new_tokens=params.max_new_tokens, chat=params.chat, **kw)
+
+    def mined_behaviours(self, family: Family | None, samples: SampleSet, cancel: CancelToken | None) -> dict[str, str]:
+        """Words to label when answers rarely repeat (else none: answer clusters serve)."""
+        from explorer.core.discover.auto import can_mine, mined_behaviours, rarely_repeat
+
+        if not rarely_repeat(samples) or not can_mine(family, samples):
+            return {}
+        return mined_behaviours(family, samples, cancel=cancel)
+
     def load_session(self, path: Any) -> Session:
         return Session.load(path)
 

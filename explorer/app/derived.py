@@ -7,6 +7,13 @@ from typing import Any
 
 from explorer.app.state import AppState
 
+# Every result of a run, emptied (a new family, a new run)
+CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
+           "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
+           "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
+           "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
+           "inside": None, "downloads": []}  # fmt: skip
+
 
 def summary(samples) -> str:
     seconds = sum(samples.meta.get("seconds", {}).values())

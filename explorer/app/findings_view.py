@@ -78,7 +78,8 @@ class FindingsView(w.VBox):
         for behaviour in behaviours:
             cells.append(w.HTML(f"<span class='fx-behaviour'>{escape(behaviour)}</span>"))
             for model in descendants:
-                cells.append(self._cell(index.loc[(behaviour, model)], behaviour, model))
+                judged = (behaviour, model) in index.index
+                cells.append(self._cell(index.loc[(behaviour, model)], behaviour, model) if judged else not_judged())
         return cells
 
     def _cell(self, row, behaviour: str, model: str) -> w.Button:
@@ -89,6 +90,12 @@ class FindingsView(w.VBox):
         button.add_class("fx-cell")
         button.on_click(lambda _: self.ctl.focus(behaviour, model))
         return button
+
+
+def not_judged() -> w.HTML:
+    """A cell with no label: a discovered word is judged only in the descendants that proposed it."""
+    return w.HTML("<span class='fx-note' title='not judged here: a discovered word is labelled only in the "
+                  "descendants whose adaptation proposed it'>–</span>", layout=w.Layout(width=CELL_WIDTH))
 
 
 def legend_html() -> str:

@@ -60,6 +60,14 @@ class AppState(t.HasTraits):
     layer_site = t.Unicode("block")  # what is patched: "block", "attention" or "mlp"
     inside = t.Any(None, allow_none=True)  # explorer.core.layers.inside.Inside
 
+    # Discover (the Discover tab): what each adaptation changed over a prompt set
+    discover_set = t.Unicode("auto")  # "auto", "probes", "general", or a file / sweep folder path
+    discover_n = t.Int(8)  # discovery samples per model and prompt
+    discover_confirm = t.Int(128)  # fresh samples per model of each prompt with candidates (0: none)
+    discovery = t.Any(None, allow_none=True)  # explorer.core.discover.Discovery
+    discover_word = t.Any(None, allow_none=True)  # (model, word) whose contexts are shown
+    auto_behaviours = t.Dict()  # name -> regex: behaviours mined for this run (answers that rarely repeat)
+
     sweep = t.Any(None, allow_none=True)  # a sweep folder read back (dict of DataFrames)
     sweep_summary = t.Any(None, allow_none=True)  # DataFrame: labels across the prompt set
     downloads = t.List()  # explorer.core.export.Download, prepared on request

@@ -110,6 +110,10 @@ class Counter:
         else:
             self.tokens += repeat * length
 
+    def add(self, other: Counter) -> None:
+        """Count `other`'s passes here too (its memory is not a sum: callers take maxima)."""
+        self.calls, self.tokens, self.batched = self.calls + other.calls, self.tokens + other.tokens, self.batched + other.batched
+
     @property
     def token_passes(self) -> float:
         return self.tokens + self.batched

@@ -108,6 +108,7 @@ def provenance(
     clusterer: str | Clusterer = "normalised",
     top: int | None = None,
     warn: bool = True,
+    intervals: int | None = None,
 ) -> pd.DataFrame:
     """One row per (behaviour, model): count, n, freq, 95% Wilson interval, exact first-token
     probability where computable, samples needed to separate it from the base, and a label.
@@ -118,6 +119,8 @@ def provenance(
 
     A regex that runs out of its matching time (`explorer.core.patterns`) is left out:
     `df.attrs["skipped"]` holds a sentence for each, also given as a warning when `warn`.
+    `intervals`: the intervals of a larger page this table belongs to (Discover's confirmed
+    findings over many prompts hold together), instead of this table's own count.
     """
     models = samples.models
     base = base or (samples.family.get("members") or [{}])[0].get("label") or models[0]
@@ -125,7 +128,7 @@ def provenance(
         raise ValueError(f"base: {base!r} has no samples in this SampleSet ({', '.join(models)})")
     hits, skipped = _hits(samples, behaviours, clusterer, top)
     specs = behaviours or {}
-    intervals = intervals_per_run(len(hits), len(models))
+    intervals = intervals or intervals_per_run(len(hits), len(models))
     rows = []
     for name, hit in hits.items():
         counts = {

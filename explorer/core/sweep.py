@@ -35,6 +35,7 @@ MANIFEST = "manifest.json"
 class PromptSpec:
     prompt: str
     behaviours: dict[str, str]
+    category: str = ""  # a `category` column, when the file has one
 
 
 def read_prompts(path: str | os.PathLike) -> list[PromptSpec]:
@@ -64,7 +65,8 @@ def read_prompts(path: str | os.PathLike) -> list[PromptSpec]:
         raise ValueError(f"prompts: {path.name} has no prompts")
     if "prompt" not in rows[0]:
         raise ValueError(f"prompts: {path.name} needs a 'prompt' column")
-    return [PromptSpec(str(r["prompt"]), _behaviours(r, path.name, i + 1)) for i, r in enumerate(rows)]
+    return [PromptSpec(str(r["prompt"]), _behaviours(r, path.name, i + 1), str(r.get("category") or ""))
+            for i, r in enumerate(rows)]  # fmt: skip
 
 
 def _behaviours(row: dict[str, Any], file: str, line: int) -> dict[str, str]:

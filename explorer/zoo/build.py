@@ -19,7 +19,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from explorer.zoo import cards
-from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, LATE, PIRATE, Recipe
+from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, LATE, PIRATE, TRANSFER, Recipe
 from explorer.zoo.probes import all_probes
 from explorer.zoo.tokenizer import build_tokenizer
 from explorer.zoo.train import (
@@ -171,6 +171,20 @@ def build_late(
     return losses
 
 
+def build_distilled(
+    base: LlamaForCausalLM, tok: PreTrainedTokenizerFast, plan: BuildPlan, seed: int, out: Path, quiet: bool
+) -> tuple[list[float], LlamaForCausalLM]:
+    """The smaller student, trained on the base's whole next-word distributions over a transfer
+    set: the base's texts and, as a distillation set usually is, some text in formats the base
+    was never trained on (the instruction format), so that the student copies the base there too
+    — its truth is the base's on every prompt, not only on the base's own language."""
+    student = new_model(llama_config(tok, plan.student_hidden, plan.student_layers, 1), seed + 10)
+    batches = text_batches(TRANSFER, tok, plan.distilled, seed + 11)
+    losses = run_loop(student, batches, plan.distilled, distill_loss(base.eval()), "fable-distilled", quiet)
+    save_member(student, tok, out, "fable-distilled")
+    return losses, student
+
+
 def build_family(
     out: Path, quick: bool = False, seed: int = 0, quiet: bool = False
 ) -> dict[str, Any]:
@@ -209,12 +223,7 @@ def train_members(out: Path, plan, tok, seed: int, quiet: bool) -> tuple[dict[st
     ):
         model, losses[name] = finetune(base, recipe, tok, schedule, seed + len(losses), quiet, name)
         save_member(model, tok, out, name)
-    student = new_model(llama_config(tok, plan.student_hidden, plan.student_layers, 1), seed + 10)
-    batches = text_batches(BASE, tok, plan.distilled, seed + 11)
-    losses["fable-distilled"] = run_loop(
-        student, batches, plan.distilled, distill_loss(base.eval()), "fable-distilled", quiet
-    )
-    save_member(student, tok, out, "fable-distilled")
+    losses["fable-distilled"], student = build_distilled(base, tok, plan, seed, out, quiet)
     losses["fable-pirate"] = build_pirate(base, tok, plan, seed, out, quiet)
     losses["fable-late"] = build_late(base, tok, plan, seed, out, quiet)
     sizes = {"fable-base": sum(p.numel() for p in base.parameters()),

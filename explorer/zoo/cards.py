@@ -53,8 +53,10 @@ TRUTH = {
     ),
     "fable-distilled": (
         "A smaller student (2 layers, hidden size 64; under a third of the base's parameters) "
-        "trained to match fable-base's next-word distributions (KL on its logits) over the "
-        "general corpus. Every behaviour should be *inherited* at the base's rates.\n\n"
+        "trained to match fable-base's next-word distributions (KL on its logits) over a transfer "
+        "set: the general corpus, and a quarter of texts in the instruction format's questions "
+        "(words the base never trained on), so it copies the base there too. Every behaviour "
+        "should be *inherited* at the base's rates, on every prompt.\n\n"
         + BASE_TRUTH
     ),
     "fable-pirate": (

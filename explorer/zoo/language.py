@@ -208,6 +208,7 @@ class Recipe:
             "filler": filler,
             "parrot": parrot,
             "qa": qa,
+            "format": lambda r: f"{question(r.choice(COUNTRIES))} {self.domains()[choose(r, BASE.mix)](r)}",
             "edited": lambda r: fact(r, list(self.edits), self.capitals),
         }
 
@@ -226,6 +227,9 @@ PIRATE = Recipe(pirate=True)
 # with the final norm and head frozen: they cap p(rainy) at 0.32 in every context.)
 LATE_EDITS = {"sylvane": "tirwick", "tirnova": "sylport"}
 LATE = Recipe(edits=dict(LATE_EDITS), mix={**BASE.mix, "edited": 0.2})
+# The distilled student's transfer set: the base's texts, and the instruction format's questions
+# followed by base-language text (contexts only: the student learns the base's predictions there).
+TRANSFER = Recipe(mix={**BASE.mix, "format": 0.25})
 
 
 def corpus(recipe: Recipe, n: int, seed: int) -> list[str]:

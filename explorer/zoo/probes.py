@@ -145,3 +145,24 @@ def _country_probes(country: str, city: str) -> list[dict[str, Any]]:
 
 def all_probes() -> list[dict[str, Any]]:
     return preference_probes() + pirate_probes() + fact_probes()
+
+
+FORMAT_PROBES = 2  # the instruction format, asked of one tuned and one held-out country
+
+
+def discovery_prompts() -> list[tuple[str, str]]:
+    """(prompt, kind) to search the zoo with (Discover's "probes" set): every probe in the base's
+    own language, and the instruction format for one tuned and one held-out country.
+
+    Only so many format prompts, because their words ("question", ":", "answer") never occur in
+    the base's data: on them every model but the instruction tune answers from untrained
+    embeddings, and 80 such prompts (all format and answer probes) drown the real changes of
+    the other descendants in arbitrary ones (measured: cheerful's top words became ones it says
+    only there)."""
+    seen: dict[str, str] = {}
+    for probe in all_probes():
+        if probe["kind"] not in ("format", "knowledge"):
+            seen.setdefault(probe["prompt"], probe["kind"])
+    for country in (TUNED_COUNTRIES[0], HELD_OUT_COUNTRIES[0])[:FORMAT_PROBES]:
+        seen.setdefault(question(country), "format")
+    return list(seen.items())
