@@ -40,3 +40,19 @@ def test_the_app_loads_resamples_and_attributes_the_real_family(real_family_dir)
     assert app.wait(300) and s.attribution.meta["align"] == "tokens"
     raw = sorted({t for t in rendered_strings(app) if looks_raw(t)})
     assert raw == [], raw[:10]
+
+
+def test_one_resample_of_a_greeting_puts_ahoy_in_the_findings_as_decided(real):
+    """The answers are sentences that never repeat, so the automatic behaviours are the words
+    each adaptation changed on this prompt, mined from a separate draw: the LoRA's "Ahoy" is a
+    word in the matrix, decided at n=16 (amplified: with 0 of 16 the base's upper bound cannot
+    fall under 10% family-wise, so not yet *introduced*)."""
+    app = fx.Explorer(real, confirm_after=1e9, n=16, max_new_tokens=12, prompt="Say hello to a new friend.")
+    assert app.wait(300) and app.state.error == ""
+    app.sampling_panel.resample.click()
+    assert app.wait(600) and app.state.error == "", app.state.error
+    s = app.state
+    assert "ahoy" in s.auto_behaviours and all(len(name.split()) <= 2 for name in s.auto_behaviours)
+    ahoy = s.findings[(s.findings["behaviour"] == "ahoy") & (s.findings["model"] == ADAPTER)]
+    assert list(ahoy["label"]) == ["amplified"] and float(ahoy["freq"].iloc[0]) == 1.0
+    assert "amplified “ahoy”" in app.findings.sentences.value

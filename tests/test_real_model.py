@@ -184,3 +184,13 @@ def test_a_gguf_file_then_its_folder_keep_their_own_labels(real_family_dir):
         app.sampling_panel.resample.click()
         assert app.wait(300) and app.state.error == "", app.state.error
         assert app.state.samples.models == labels and app.state.provenance is not None
+
+
+def test_discover_mines_what_the_lora_was_trained_to_add(real):
+    """Over a few prompts it was never trained on, the word the LoRA raised most is its "Ahoy";
+    confirmed on fresh samples of the prompts it was found on."""
+    found = fx.discover(real, ["Say something kind.", "What is the largest ocean?"], n=4, n_confirm=16, max_new_tokens=8, top=3)
+    raised = found.words[(found.words["model"] == ADAPTER) & (found.words["direction"] == "raised")]
+    assert raised.sort_values("word_rank")["word"].iloc[0] == "ahoy", raised.head()
+    ahoy = found.findings[found.findings["behaviour"] == "ahoy"]
+    assert len(ahoy) and set(ahoy["label"]) <= {"amplified", "introduced"}

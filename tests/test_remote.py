@@ -190,6 +190,12 @@ def test_layer_tools_say_they_need_weights(served):
             tool()
 
 
+def test_discover_says_what_a_server_cannot_give(served):
+    """Top-20 log-probs would make KL a bound and hide the tokens outside them: a sentence."""
+    with pytest.raises(ValueError, match="top-20 log-probs per token, so KL would be a bound, not a value"):
+        fx.discover(served, ["the parrot says"], n=2)
+
+
 def test_unknown_model_names_are_refused(server):
     with pytest.raises(ModelLoadError, match="does not serve 'nope'"):
         fx.load_family(server.url, base="fable-base", descendants=["nope"])
@@ -254,6 +260,7 @@ def test_the_app_on_a_served_family(server):
     assert app.wait(60)
     assert "needs the models' weights" in s.error
     assert s.method == "occlusion" and app.attribution.method.value == "occlusion"
+    assert app.discover.go.disabled and "needs the models' weights" in app.discover.summary.value
 
 
 @pytest.mark.browser
