@@ -41,6 +41,17 @@ ARCHITECTURES: dict[str, tuple[str, dict]] = {
     "OLMo 2": ("olmo2", LLAMA_LIKE),
     "Gemma 4": ("gemma4_text", {**LLAMA_LIKE, **GEMMA_LAYERS, "global_head_dim": 8, **PER_LAYER_EMBEDDINGS}),
     "Qwen3.5": ("qwen3_5_text", {**LLAMA_LIKE, **LINEAR_ATTENTION}),  # 3 linear-attention blocks, 1 full
+    "Mamba": ("mamba", dict(hidden_size=32, num_hidden_layers=2, state_size=4, expand=2, conv_kernel=4)),
+}
+LORA_TARGETS = {"Mamba": ["in_proj", "x_proj", "dt_proj"]}  # peft refuses Mamba's out_proj; else all-linear
+# What an architecture cannot do, and the sentence it says instead (the test asserts it; the
+# README's table shows it). A Mamba block is one state-space mixer: no attention, no MLP.
+ATTENTION_FREE = "has no attention weights to show: a MambaForCausalLM is not built from attention; use a gradient method or occlusion"
+CANNOT = {
+    ("Mamba", "attention"): ATTENTION_FREE,
+    ("Mamba", "attention_rollout"): ATTENTION_FREE,
+    ("Mamba", "patch attention"): "this model's blocks (MambaBlock) have no attention module of their own; patch whole blocks (site='block')",
+    ("Mamba", "patch mlp"): "this model's blocks (MambaBlock) have no mlp module of their own; patch whole blocks (site='block')",
 }
 
 
@@ -93,7 +104,7 @@ def build_family(root: Path, name: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
     save(model, tok, root / base_label, None, None)
-    save(lora(model, base_label), None, root / lora_label, base_label, "adapter")
+    save(lora(model, base_label, LORA_TARGETS.get(name, "all-linear")), None, root / lora_label, base_label, "adapter")
     save(last_block_tuned(model), tok, root / tuned_label, base_label, "finetune")
     return root
 
@@ -107,11 +118,11 @@ def save(model, tok, folder: Path, base: str | None, relation: str | None) -> No
     card(folder, base, relation)
 
 
-def lora(model, base_label: str):
-    """A LoRA adapter on every linear layer of the blocks (not the head), B random so it acts."""
+def lora(model, base_label: str, targets: str | list[str]):
+    """A LoRA adapter on `targets` (every linear layer but the head), B random so it acts."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, lora_dropout=0.0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False, lora_dropout=0.0)
     adapted = get_peft_model(copy.deepcopy(model), config)
     with torch.no_grad():  # trained adapters move a model a little: B at a tenth of peft's random init
         for name, p in adapted.named_parameters():
@@ -138,3 +149,37 @@ def block_parameter(name: str) -> bool:
 
 def last_block_index(model) -> int:
     return model.config.get_text_config().num_hidden_layers - 1
+
+
+# More decoders, each a lone base: the lens and gradients must find their way around each. Names
+# of blocks and norms differ (MPT's `norm_f`, XGLM's `layer_norm`, Llama 4's decoder), and so do
+# their heads (Cohere multiplies the logits by `logit_scale`, Granite divides by `logits_scaling`).
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+MORE: dict[str, dict] = {
+    "mpt": dict(d_model=32, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=64),
+    "xglm": dict(d_model=32, ffn_dim=64, num_layers=2, attention_heads=4),
+    "opt": dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+    "falcon": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4),
+    "bloom": dict(hidden_size=32, n_layer=2, n_head=4),
+    "gptj": dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4),
+    "phi": SMALL,
+    "starcoder2": {**SMALL, "num_key_value_heads": 2},
+    "cohere": SMALL,
+    "granite": {**SMALL, "logits_scaling": 4.0},
+    "olmo3": {**SMALL, "num_key_value_heads": 2},
+    "smollm3": {**SMALL, "num_key_value_heads": 2},
+    "qwen3_moe": {**SMALL, "num_key_value_heads": 2, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2},
+    "lfm2": {**SMALL, "num_key_value_heads": 2},
+    "llama4_text": {**SMALL, "num_key_value_heads": 2, "head_dim": 8},
+}
+
+
+def build_single(root: Path, model_type: str, seed: int = 0) -> Path:
+    """One randomly initialised base of `model_type` (MORE) with its tokenizer; the folder."""
+    tok = byte_bpe()
+    config = AutoConfig.for_model(model_type, vocab_size=len(tok) + 12, bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **MORE[model_type])  # fmt: skip
+    torch.manual_seed(seed)
+    folder = root / f"{model_type.replace('_', '-')}-base"
+    save(AutoModelForCausalLM.from_config(config).eval(), tok, folder, None, None)
+    return folder

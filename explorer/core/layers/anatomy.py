@@ -46,7 +46,10 @@ class Anatomy:
         for name in _PARTS[site]:
             if hasattr(block, name):
                 return getattr(block, name)
-        raise ValueError(f"site: this architecture's blocks have no {site} module")
+        raise ValueError(
+            f"site: this model's blocks ({type(block).__name__}) have no {site} module of their own; "
+            "patch whole blocks (site='block')"
+        )
 
     def lens(self, hidden: torch.Tensor) -> torch.Tensor:
         """Log-probs (..., vocab) from residual states (..., hidden): the model's own final norm
@@ -67,8 +70,10 @@ def anatomy(member: Member) -> Anatomy:
     model = member.model
     inner = plain_model(model)
     decoder = _decoder(inner)
-    blocks = _first(decoder, _BLOCKS) or _by_structure(decoder, torch.nn.ModuleList)
-    norm = _first(decoder, _NORMS) or _by_structure(decoder, "Norm")
+    blocks = _first(decoder, _BLOCKS)
+    blocks = _by_structure(decoder, torch.nn.ModuleList) if blocks is None else blocks
+    norm = _first(decoder, _NORMS)
+    norm = _by_structure(decoder, "Norm") if norm is None else norm
     if blocks is None or norm is None:
         raise ValueError(
             f"{member.ref.label}: the layer tools cannot find the blocks and final norm of a "
