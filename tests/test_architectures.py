@@ -12,6 +12,7 @@ A failure names the architecture and the feature (`test_lens[Gemma 2]`).
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -27,6 +28,8 @@ from architectures import (
     build_family,
     build_single,
     labels,
+    lora,
+    save,
 )
 from captum.attr import FeatureAblation, LayerGradientXActivation, LayerIntegratedGradients
 
@@ -327,15 +330,21 @@ def layer_of(model, rows, weight: torch.Tensor) -> int:
     return int(rows[[name.endswith(m) for m in rows.module]].layer.iloc[0])
 
 
+def block_place(name: str) -> tuple[int | None, str]:
+    """(block index, the name inside the block) of a module or weight; (None, name) outside."""
+    parts = name.split(".")
+    i = next((k for k, part in enumerate(parts) if part.isdigit()), None)
+    return (None, name) if i is None else (int(parts[i]), ".".join(parts[i + 1 :]))
+
+
 def peft_deltas(model) -> dict[tuple[int, str], float]:
     """‖ΔW‖ of each adapted module from peft's own `get_delta_weight`, by (block, weight name
     inside the block) as the weight diff names them."""
     out = {}
     for name, module in model.get_base_model().named_modules():
         if hasattr(module, "lora_A") and hasattr(module, "get_delta_weight"):
-            parts = name.split(".")
-            i = next((k for k, part in enumerate(parts) if part.isdigit()), None)  # the block index
-            where = (-1, ".".join(parts[1:])) if i is None else (int(parts[i]), ".".join(parts[i + 1 :]))  # outside: before
+            layer, inside = block_place(name)
+            where = (-1, ".".join(name.split(".")[1:])) if layer is None else (layer, inside)  # outside: before
             out[(where[0], where[1] + ".weight")] = float(module.get_delta_weight("default").norm())
     return out
 
@@ -391,3 +400,28 @@ def test_more_decoders_through_the_lens_and_gradients(model_type, tmp_path):
     assert close(mine[[n - 1]], captum_reference(member, "grad_x_input", ids, start, [n - 1]), 1e-4)
     same = fx.patch(family, PROMPT, RESPONSE, donor=label, preview=False)
     assert same.df.effect.abs().max() == 0 and len(same.layers) == 2
+
+
+@pytest.mark.parametrize("name", ["GPT-2", "Llama"])
+def test_an_adapter_on_a_fine_tune_counts_both_changes(name, tmp_path):
+    """A LoRA trained on the fine-tuned copy: its change from the base is the copy's plus the
+    adapter's, equal to peft's own merge (GPT-2 stores its weights transposed, Conv1D)."""
+    root = build_family(tmp_path, name)
+    base_label, _, tuned_label = labels(name)
+    family = fx.load_family(root, store=ModelStore())
+    tuned = family.load(tuned_label).model
+    save(lora(tuned, tuned_label, "all-linear"), None, root / "on-tuned", tuned_label, "adapter")
+    family = fx.load_family(root, store=ModelStore())
+    diff = fx.weight_diff(family, models=["on-tuned"])
+    merged = copy.deepcopy(family.load("on-tuned").model).merge_and_unload()
+    base = dict(family.load(base_label).model.named_parameters())
+    want = {name: float((p - base[name]).norm()) for name, p in merged.named_parameters()}
+    n = tuned.config.num_hidden_layers
+    assert len(diff) == len(want) and (diff.kind == "lora").sum() > 0
+    for full, change in want.items():
+        layer, inside = block_place(full)
+        if layer is None:  # embeddings, final norm, head: by the end of the name, outside the blocks
+            rows = diff[~diff.layer.between(0, n - 1) & np.array([full.endswith(m) for m in diff.module])]
+        else:
+            rows = diff[(diff.layer == layer) & (diff.module == inside)]
+        assert len(rows) == 1 and rows.change_norm.iloc[0] == pytest.approx(change, rel=1e-4, abs=1e-6), full

@@ -85,7 +85,7 @@ def member_rows(
         elif not dense.any():
             kind, change = "lora", low_rank[name]
         else:  # the base weights moved too: the sum needs the product once
-            kind, change = "lora", float((dense + dense_delta(member, name).reshape(dense.shape)).norm())
+            kind, change = "lora", float((dense + dense_delta(member, name)).norm())
         rows.append(row(name, base_shape[0], kind, change, float(reference[name].float().norm()), tail))
     return rows
 
@@ -141,11 +141,9 @@ def lora_factors(module, adapter: str) -> tuple[torch.Tensor | None, torch.Tenso
 
 
 def dense_delta(member: Member, name: str) -> torch.Tensor:
-    """s·B·A as a full matrix, only for the rare module whose base weights moved too."""
+    """The adapters' change of one weight as a full matrix, as peft merges it (turned where the
+    weight is stored transposed: GPT-2's Conv1D, embeddings), only for the rare module whose
+    base weights moved too (an adapter on a fine-tune of the base)."""
     module = lora_layers(member)[name]
-    total = 0
-    for adapter in module.active_adapters:
-        a, b = lora_factors(module, adapter)
-        if a is not None:
-            total = total + float(module.scaling[adapter]) * (b @ a)
-    return total
+    deltas = [module.get_delta_weight(a).float() for a in module.active_adapters if lora_factors(module, a)[0] is not None]
+    return torch.stack(deltas).sum(0) if deltas else torch.zeros(())
