@@ -26,7 +26,7 @@ PER_LAYER_EMBEDDINGS = dict(hidden_size_per_layer_input=8)  # Gemma 4: a second 
 # Gemma 2 soft-caps its logits (at 30; at 1 here, so tiny random logits feel it: a lens that
 # forgot it would be off by far more than rounding).
 # Per architecture: the model type for `AutoConfig.for_model` and the config it gets. Sliding
-# windows are made shorter than the text (prompt + response are 16 tokens) so the sliding-window
+# windows are made shorter than the text (prompt + response are 14 tokens) so the sliding-window
 # layers really slide, as a 512-token window does on a long chat with a real Gemma 3.
 ARCHITECTURES: dict[str, tuple[str, dict]] = {
     "Llama": ("llama", LLAMA_LIKE),
