@@ -42,6 +42,29 @@ def forward(member: Any, ids: torch.Tensor, keep, keyword: str, cache=None, mask
     return out.logits, out[keyword]
 
 
+def cache_sharing(model) -> tuple[bool, Any]:
+    """Whether rows can share this model's cache of a common beginning (`shared_cache`: repeated
+    for a batch, cut back to an earlier position), and the fresh cache to start from so that
+    they can (None: the model's own can).
+
+    Sliding-window layers (Mistral, Gemma 2 to 4) drop what slides out of their window as the
+    pass goes: recording the past keeps it until the cut. Recurrent states (the linear attention
+    of Qwen3.5) can be neither cut back nor repeated in transformers 5.24: those models run
+    every row whole."""
+    try:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=plain_model(model).config)
+    except (ImportError, TypeError, ValueError):  # older transformers: caches keep every position
+        return True, None
+    if any(getattr(cache, "is_linear", [])):
+        return False, None
+    if not any(getattr(cache, "is_sliding", [])) or not hasattr(cache, "activate_past_recording"):
+        return True, None
+    cache.activate_past_recording()
+    return True, cache
+
+
 def shared_cache(cache, drop: int, copies: int):
     """A copy of `cache` without its last `drop` positions, repeated for `copies` rows."""
     shared = copy.deepcopy(cache)
@@ -92,9 +115,10 @@ def shared_prefix_logprobs(
     for i, prefix in enumerate(prefixes):
         groups.setdefault(tuple(prefix), []).append(i)
     keyword = cache_keyword(member.model)
+    shared = keyword is not None and cache_sharing(member.model)[0]
     for prefix, rows in groups.items():
         conts = [list(continuations[i]) for i in rows]
-        if keyword is None or not prefix:
+        if not shared or not prefix:
             scored = unshared_logprobs(member, [list(prefix)] * len(rows), conts, full, cancel)
         else:
             scored = after_prefix(member, list(prefix), conts, full, cancel, keyword)
@@ -163,6 +187,22 @@ def gather_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, index) - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
+def embeds_input(model, embeds: torch.Tensor, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A model's input from the embeddings (batch, seq, dim) of the tokens `ids` (seq,): what
+    gradient methods differentiate. Models that also look the ids up elsewhere (the per-layer
+    embeddings of Gemma 4) get that lookup of the text's own ids, held there while the
+    embeddings move, as Captum's layer methods on the embedding layer hold it; left alone, the
+    model would reverse the embedding to find the ids, which fails off the exact embeddings
+    (integrated gradients' path) and costs (seq × vocab × dim) work on them."""
+    inputs = {"inputs_embeds": embeds}
+    plain = plain_model(model)
+    lookup = getattr(getattr(plain, "model", None), "get_per_layer_inputs", None)
+    if lookup is not None and getattr(plain.config.get_text_config(), "hidden_size_per_layer_input", None):
+        per_layer = lookup(ids.unsqueeze(0).to(embeds.device))  # (1, seq, layers, width)
+        inputs["per_layer_inputs"] = per_layer.expand(embeds.shape[0], *per_layer.shape[1:])
+    return inputs
+
+
 def predicting_logits(model, positions: torch.Tensor, **inputs) -> torch.Tensor:
     """Logits (batch, len(positions), vocab) at the given positions only.
 
@@ -192,10 +232,11 @@ def shared_row_choices(member: Any, rows: torch.Tensor, predict_at: torch.Tensor
     first = first_difference(rows)  # (rows,)
     order = [int(i) for i in torch.argsort(first) if first[i] < rows.shape[1]]
     size = max(4, math.ceil(len(order) / PREFIX_GROUPS))
-    if keyword is None or not worth_sharing(first[order], size, rows.shape[1]):
+    rewinds, fresh = cache_sharing(member.model) if keyword else (False, None)
+    if not rewinds or not worth_sharing(first[order], size, rows.shape[1]):
         return batched_choices(member, rows, predict_at, choices)
     out = torch.empty((rows.shape[0], len(predict_at), choices.shape[1]))  # (rows, targets, K)
-    logits, cache = forward(member, rows[:1], predict_at, keyword)
+    logits, cache = forward(member, rows[:1], predict_at, keyword, fresh)
     out[:] = gather_choices(logits, choices)[0].cpu()  # identical rows keep the original's
     for start in range(0, len(order), size):
         group = order[start : start + size]

@@ -5,16 +5,21 @@ from __future__ import annotations
 import torch
 
 from explorer.core.attribution.problem import MethodResult, Problem
+from explorer.core.member import plain_model
 
 
 @torch.no_grad()
 def attentions(problem: Problem) -> tuple[torch.Tensor, ...]:
     model = problem.member.model
     out = model(input_ids=problem.ids.unsqueeze(0).to(model.device), output_attentions=True)
-    if not out.attentions or out.attentions[0] is None:
+    label = problem.member.ref.label
+    if not hasattr(out, "attentions"):  # a state-space model (Mamba): no attention anywhere
         raise ValueError(
-            f"method: {problem.member.ref.label} returns no attention weights (load it with attn_implementation='eager')"
+            f"method: {label} has no attention weights to show: a {type(plain_model(model)).__name__} "
+            "is not built from attention; use a gradient method or occlusion"
         )
+    if not out.attentions or out.attentions[0] is None:
+        raise ValueError(f"method: {label} returns no attention weights (load it with attn_implementation='eager')")
     return tuple(a[0].float().cpu() for a in out.attentions)  # each (heads, seq, seq)
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 
 from explorer.core.attribution.problem import Problem, score_logits
-from explorer.core.teacher import cache_keyword, predicting_logits
+from explorer.core.teacher import cache_keyword, embeds_input, predicting_logits
 
 MAX_ELEMENTS = 50_000_000  # bound on batch × targets × seq × (dim + vocab) held by one backward
 TARGET_GROUP = 8  # targets per forward pass at least: later groups need a longer prefix
@@ -34,7 +34,7 @@ def forward_embeds(problem: Problem, embeds: torch.Tensor, which=None) -> torch.
     dtype = model.get_input_embeddings().weight.dtype
     which = torch.arange(len(problem.targets)) if which is None else which
     pred = problem.positions[which] - 1  # (targets,)
-    logits = predicting_logits(model, pred, inputs_embeds=embeds.to(dtype))
+    logits = predicting_logits(model, pred, **embeds_input(model, embeds.to(dtype), problem.ids[: embeds.shape[1]]))
     return score_logits(logits, problem, which)
 
 
@@ -64,7 +64,7 @@ def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
             stop = int(pred[which].max()) + 1
             if keyword:  # the next chunk (batch, stop − start, dim), after the cached ones
                 leaves.append(embeds[:, start:stop].detach().requires_grad_(True))
-                logits, cache = chunk_logits(model, leaves[-1], pred[which] - start, keyword, cache)
+                logits, cache = chunk_logits(model, leaves[-1], problem.ids[start:stop], pred[which] - start, keyword, cache)
                 scores = score_logits(logits, problem, which)  # (batch, group)
                 start = stop
             else:  # a model without a cache: the group's own pass over its prefix
@@ -152,12 +152,12 @@ def position_groups(pred: torch.Tensor, size: int) -> list[torch.Tensor]:
     ]
 
 
-def chunk_logits(model, chunk: torch.Tensor, positions: torch.Tensor, keyword: str, cache):
+def chunk_logits(model, chunk: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor, keyword: str, cache):
     """Logits (batch, len(positions), vocab) at `positions` of `chunk` (batch, len, dim), the
-    continuation of the sequence held in `cache` (None for the first chunk), and the cache
-    extended by the chunk."""
+    embeddings of `ids` (len,) continuing the sequence held in `cache` (None for the first
+    chunk), and the cache extended by the chunk."""
     dtype = model.get_input_embeddings().weight.dtype
-    out = model(inputs_embeds=chunk.to(dtype), use_cache=True, logits_to_keep=positions,
+    out = model(**embeds_input(model, chunk.to(dtype), ids), use_cache=True, logits_to_keep=positions,
                 **{keyword: cache})  # fmt: skip
     return out.logits, out[keyword]  # the output names the cache as the input does
 

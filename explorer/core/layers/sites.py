@@ -16,7 +16,7 @@ from explorer.core.attribution.gradients import frozen
 from explorer.core.layers.anatomy import Anatomy, hooked, output_of, with_output
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, check_cancel
-from explorer.core.teacher import predicting_logits, token_logprobs
+from explorer.core.teacher import embeds_input, predicting_logits, token_logprobs
 
 ALL = -1  # a site's position when the layer is patched at every position
 UNPATCHED = (-1, -2)  # a row that takes nothing from the donor
@@ -119,7 +119,7 @@ def preview_effects(
     with torch.enable_grad(), frozen(model), hooked(modules, keep):
         embeds = model.get_input_embeddings()(ids[None].to(receiver.device)).detach()
         embeds.requires_grad_(True)  # a leaf at the input: every block output joins the graph
-        total = response_logprobs(receiver, ids[None], start, inputs_embeds=embeds).sum()
+        total = response_logprobs(receiver, ids[None], start, **embeds_input(model, embeds, ids)).sum()
         acts = [k for k in kept if k is not None]
         grads = torch.autograd.grad(total, acts)
     rows = [((d.to(a.dtype) - a.detach()) * g).sum(-1)[0] for d, a, g in zip(donor, acts, grads, strict=True)]

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from explorer.core.family import Family
-from explorer.core.layers.anatomy import anatomy
+from explorer.core.layers.anatomy import Anatomy, anatomy
 from explorer.core.member import Member, plain_model
 
 COLUMNS = ["model", "layer", "block", "module", "kind", "relative_change", "change_norm", "base_norm"]
@@ -30,11 +30,11 @@ def weight_diff(family: Family, models: list[str] | None = None) -> pd.DataFrame
     base = family.load(family.base.label)
     wanted = [m for m in (models or family.labels) if m != family.base.label]
     body = anatomy(base)  # a served base: its sentence first
-    reference = plain_weights(base)
+    reference, tail = plain_weights(base), tail_names(base, body)
     frames, notes = [], []
     for label in wanted:
         member = family.load(label)
-        rows = member_rows(member, reference, (len(body.blocks), body.hidden))
+        rows = member_rows(member, reference, (len(body.blocks), body.hidden), tail)
         if isinstance(rows, str):
             notes.append(f"{label}: {rows}")
         else:
@@ -55,7 +55,18 @@ def plain_weights(member: Member) -> dict[str, torch.Tensor]:
     }
 
 
-def member_rows(member: Member, reference: dict[str, torch.Tensor], base_shape: tuple[int, int]) -> list[dict] | str:
+def tail_names(member: Member, body: Anatomy) -> set[str]:
+    """The plain names of the weights after the blocks: the final norm's and the head's, found
+    by the modules themselves (GPT-NeoX calls its head `embed_out`). A head tied to the input
+    embeddings is one weight with them, and stays before the blocks."""
+    tied = member.model.get_input_embeddings().weight
+    tail = {id(p) for module in (body.norm, body.head) for p in module.parameters() if p is not tied}
+    return {name.replace(".base_layer.", ".") for name, p in plain_model(member.model).named_parameters() if id(p) in tail}
+
+
+def member_rows(
+    member: Member, reference: dict[str, torch.Tensor], base_shape: tuple[int, int], tail: set[str]
+) -> list[dict] | str:
     """The rows of one descendant, or why it cannot be compared."""
     body = anatomy(member)
     if (len(body.blocks), body.hidden) != base_shape:
@@ -74,26 +85,26 @@ def member_rows(member: Member, reference: dict[str, torch.Tensor], base_shape: 
         elif not dense.any():
             kind, change = "lora", low_rank[name]
         else:  # the base weights moved too: the sum needs the product once
-            kind, change = "lora", float((dense + dense_delta(member, name).reshape(dense.shape)).norm())
-        rows.append(row(name, base_shape[0], kind, change, float(reference[name].float().norm())))
+            kind, change = "lora", float((dense + dense_delta(member, name)).norm())
+        rows.append(row(name, base_shape[0], kind, change, float(reference[name].float().norm()), tail))
     return rows
 
 
-def row(name: str, n_blocks: int, kind: str, change: float, base_norm: float) -> dict:
-    layer, module = where(name, n_blocks)
+def row(name: str, n_blocks: int, kind: str, change: float, base_norm: float, tail: set[str]) -> dict:
+    layer, module = where(name, n_blocks, tail)
     block = "embed" if layer < 0 else ("head" if layer == n_blocks else str(layer))
     return {"layer": layer, "block": block, "module": module, "kind": kind, "change_norm": change,
             "base_norm": base_norm, "relative_change": change / base_norm if base_norm else float("nan")}  # fmt: skip
 
 
-def where(name: str, n_blocks: int) -> tuple[int, str]:
-    """(block index, module path inside it); -1 before the blocks, n_blocks after them."""
+def where(name: str, n_blocks: int, tail: set[str]) -> tuple[int, str]:
+    """(block index, module path inside it); n_blocks for the weights in `tail` (after the
+    blocks), -1 for the rest outside them (token and position embeddings)."""
     found = _BLOCK.search(name)
     if found:
         return int(found.group(1)), found.group(2)
     module = name.split(".", 1)[-1] if name.startswith("model.") else name
-    before = "embed" in name or "wte" in name or "wpe" in name
-    return (-1 if before else n_blocks), module
+    return (n_blocks if name in tail else -1), module
 
 
 def lora_layers(member: Member) -> dict[str, torch.nn.Module]:
@@ -130,11 +141,9 @@ def lora_factors(module, adapter: str) -> tuple[torch.Tensor | None, torch.Tenso
 
 
 def dense_delta(member: Member, name: str) -> torch.Tensor:
-    """s·B·A as a full matrix, only for the rare module whose base weights moved too."""
+    """The adapters' change of one weight as a full matrix, as peft merges it (turned where the
+    weight is stored transposed: GPT-2's Conv1D, embeddings), only for the rare module whose
+    base weights moved too (an adapter on a fine-tune of the base)."""
     module = lora_layers(member)[name]
-    total = 0
-    for adapter in module.active_adapters:
-        a, b = lora_factors(module, adapter)
-        if a is not None:
-            total = total + float(module.scaling[adapter]) * (b @ a)
-    return total
+    deltas = [module.get_delta_weight(a).float() for a in module.active_adapters if lora_factors(module, a)[0] is not None]
+    return torch.stack(deltas).sum(0) if deltas else torch.zeros(())
