@@ -38,10 +38,17 @@ def divergence_bars(df: pd.DataFrame, top: int = 8) -> alt.FacetChart:
         title="Where each descendant departs most (bar: along its samples; tick: along the base's)")
 
 
+def notable(words: pd.DataFrame, top: int = 8, share: float = 0.1, least: float = 0.02) -> pd.DataFrame:
+    """Each descendant's `top` words per direction that moved at least `least` occurrences per
+    response and at least `share` of its largest move in that direction (the rest is noise)."""
+    best = words.groupby(["model", "direction"])["score"].transform("max")
+    return words[(words["word_rank"] <= top) & (words["score"] >= least) & (words["score"] >= share * best)]
+
+
 def word_bars(words: pd.DataFrame, top: int = 8) -> alt.FacetChart:
     """Per descendant, the words its adaptation raised (right) and lowered (left), by the
-    expected extra occurrences per response."""
-    shown = words[words["word_rank"] <= top].copy()
+    expected extra occurrences per response (the notable ones: see `notable`)."""
+    shown = notable(words, top).copy()
     shown["value"] = shown["score"].where(shown["direction"] == "raised", -shown["score"])
     tooltip = ["word:N", "token:N", "direction:N",
                alt.Tooltip("score:Q", format=".3f", title="extra occurrences per response"),

@@ -88,6 +88,8 @@ class DiscoverView(w.VBox):
         show_chart(self.words, discover_charts.word_bars(found.words) if len(found.words) else None, "")
         self.prompts.options = prompt_options(found.df)
         self.word.options = word_options(found.words)
+        self.prompts.value = self.prompts.options[0][1] if self.prompts.options else None
+        self.word.value = self.word.options[0][1] if self.word.options else None
         self.found.value = findings_html(found.findings)
         self.redraw_contexts()
 
@@ -105,10 +107,10 @@ def prompt_options(df: pd.DataFrame, top: int = 5) -> list[tuple[str, int]]:
     return [(f"#{r.rank} {r.model} · KL {r.kl_mean:.2f} · {r.prompt}", int(r.prompt_index)) for r in shown.itertuples()]
 
 
-def word_options(words: pd.DataFrame, top: int = 5, least: float = 0.005) -> list[tuple[str, tuple[str, str]]]:
-    """Each descendant's `top` raised and lowered words that moved at all (`least` occurrences
-    per response), labelled with their signed change."""
-    shown = words[(words["word_rank"] <= top) & (words["score"] >= least)]
+def word_options(words: pd.DataFrame, top: int = 5) -> list[tuple[str, tuple[str, str]]]:
+    """Each descendant's notable raised and lowered words (as the chart shows them), labelled
+    with their signed change."""
+    shown = discover_charts.notable(words, top).sort_values(["model", "direction", "word_rank"], ascending=[True, False, True])
     sign = {"raised": 1, "lowered": -1}
     return [(f"{r.model} {r.direction} “{r.word}” ({sign[r.direction] * r.score:+.2f} per response)", (r.model, r.word))
             for r in shown.itertuples()]  # fmt: skip
@@ -118,6 +120,7 @@ def contexts_html(found, model: str, word: str) -> str:
     """Where the word's probability moved most: the prompt, whose sample, the text before it."""
     ids = set(found.tokens[(found.tokens["model"] == model) & (found.tokens["word"] == word)]["token_id"])
     rows = found.contexts[(found.contexts["model"] == model) & found.contexts["token_id"].isin(ids)]
+    rows = rows[rows["dp"].abs() >= 0.01]  # where it moved at all
     rows = rows.reindex(rows["dp"].abs().sort_values(ascending=False).index).head(9)
     items = []
     for r in rows.itertuples():
