@@ -2,7 +2,7 @@
 
 `inside` runs the layer lens on every chosen model, patches each descendant that has the base's
 shapes into the base (the descendant as donor: how much of its change each site carries), and
-measures where the weights moved. Members that cannot take part are named with the reason.
+measures where the weights moved and the shape of each change (its singular values). Members that cannot take part are named with the reason.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from explorer.core.layers.anatomy import anatomy, same_shapes
 from explorer.core.layers.lens import layer_lens
 from explorer.core.layers.patching import Patching, patch
 from explorer.core.layers.sites import pass_rows
+from explorer.core.layers.spectra import weight_spectra
 from explorer.core.layers.weights import weight_diff
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
 from explorer.core.threads import fair_share
@@ -38,6 +39,7 @@ class Inside:
     lens: pd.DataFrame
     patches: dict[str, Patching] = field(default_factory=dict)
     weights: pd.DataFrame | None = None
+    spectra: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     def patch_frame(self) -> pd.DataFrame:
@@ -82,6 +84,7 @@ def inside(
     if able:
         result.weights = weight_diff(family, models=able)
     try:
+        result.spectra = weight_spectra(family, models=able, cancel=cancel) if able else None
         for label in able:
             check_cancel(cancel)
             result.patches[label] = patch(family, prompt, response, donor=label, site=site, chat=chat,
