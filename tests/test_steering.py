@@ -122,3 +122,9 @@ def test_spectra_equal_a_dense_svd_of_the_change(fable, spectra):
     u_base, u_late = torch.linalg.svd(base_w)[0], torch.linalg.svd(late_w)[0][:, :10]
     new = int(((u_base.T @ u_late).abs().amax(0) < EPSILON).sum())  # Shuttleworth et al.'s test
     assert row.intruders == new and row.intruder_share == new / 10
+
+
+def test_a_steered_run_reports_like_any_run(steered, tmp_path):
+    page = fx.Session(steered.family, steered, {"ahoy": r"\bahoy\b"}).report(tmp_path / "steer.html").read_text()
+    assert "Steering (fx.steer): <b>fable-base + 8·Δ fable-pirate</b> is fable-base with 8 × fable-pirate" in page
+    assert "introduced" in page and page.count("fable-base + 8·Δ fable-pirate") >= 3  # run, findings, responses

@@ -89,7 +89,7 @@ def entry_sentence(layers: pd.DataFrame, m: dict, half: int | None, most: int | 
                 f"carries {before:.0%} of it, half is reached only at the last ({last})") + rest  # fmt: skip
     if most is not None and most < last:
         nine = f"90% by {site} {most}"
-    elif m.get("shared_head", True):
+    elif m.get("shared_head", True) and site == "block":
         nine = f"90% only at the last {site}, whose output hands any donor with the same head its whole change"
     else:
         nine = f"90% only at the last {site}"
