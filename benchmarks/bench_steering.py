@@ -39,7 +39,7 @@ def compare(family, prompt: str, descendant: str, layer: int | None, n: int, tok
     for seed in range(repeats):
         t, diff = timed(lambda: fx.activation_diff(family, models=[descendant]))
         times["diff"].append(t)
-        t, _ = timed(lambda s=seed: fx.steer(family, prompt, diff, layer=layer, **{**settings, "seed": s}))
+        t, _ = timed(lambda s=seed, d=diff: fx.steer(family, prompt, d, layer=layer, **{**settings, "seed": s}))
         times["steer"].append(t)
         t, _ = timed(lambda s=seed: [fx.sample(family, prompt, models=[base], **{**settings, "seed": s}) for _ in range(2)])
         times["plain"].append(t)

@@ -4,6 +4,8 @@ nothing overflows. Screenshots go to test-output/ (docs/ keeps both widths)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browser import browser_page, no_traceback, screenshot, served
 from test_layout_browser import OVERFLOWING, READY, visible_charts
@@ -44,7 +46,7 @@ def test_looking_inside_fable_late_draws_the_layer_charts(width):
         page.wait_for_function(READY, timeout=120_000)
         page.get_by_role("tab", name="Layers").click()
         page.get_by_role("button", name="Look inside").click()
-        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('recovers')", timeout=120_000)
+        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')", timeout=120_000)
         visible_charts(page, 6)  # the carried curve, lens, KL, patching, weights, spectra
         page.wait_for_function(READY, timeout=120_000)
         text = page.inner_text(".fx-layers")
@@ -68,7 +70,7 @@ def steer_the_base(page) -> None:
     page.locator(".fx-steer input[type=text]").fill(r"\bahoy\b")
     page.locator(".fx-steer input[type=text]").press("Tab")
     page.wait_for_timeout(500)  # the settings reach the kernel before the click
-    page.get_by_role("button", name="Steer", exact=True).click()
+    page.locator(".fx-steer button").filter(has_text=re.compile(r"^\s*Steer\s*$")).click()
     page.wait_for_function("() => document.querySelector('.fx-steer').innerText.includes('samples each')", timeout=120_000)
     visible_charts(page, 8)  # and the steering table's chart, and the tokens
     text = page.inner_text(".fx-steer")

@@ -20,7 +20,7 @@ from explorer.core.layers.anatomy import anatomy, same_shapes
 from explorer.core.layers.lens import layer_lens
 from explorer.core.layers.patching import Patching, patch
 from explorer.core.layers.sites import pass_rows
-from explorer.core.layers.spectra import weight_spectra
+from explorer.core.layers.spectra import spectra_seconds, weight_spectra
 from explorer.core.layers.weights import weight_diff
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
 from explorer.core.threads import fair_share
@@ -113,7 +113,8 @@ def inside_estimate(family: Family, prompt: str, response: str, models: list[str
             c.forward(1, seq, repeat=1 + BACKWARD)  # the preview
         with fair_share([member.model], batched=True):
             total += c.seconds(pass_timing(member))
+        total += spectra_seconds(base, member) if label in able else 0.0
         passes += c.token_passes
     memory = activation_bytes(base, rows, seq)  # one batch of patched passes (the largest)
-    detail = f"the lens of {len(models)} models, {sites} sites patched for each of {len(able)} descendants"
+    detail = f"the lens of {len(models)} models, {sites} sites patched and the weight spectra of each of {len(able)} descendants"
     return Estimate("layers", total, passes, memory, detail)

@@ -16,6 +16,7 @@ those of an r × r matrix, rotated by Q_B; a rank-r adapter has at most r of the
 from __future__ import annotations
 
 import math
+import time
 import weakref
 
 import pandas as pd
@@ -23,7 +24,7 @@ import torch
 
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy
-from explorer.core.layers.weights import lora_factors, lora_layers, plain_weights, where
+from explorer.core.layers.weights import _BLOCK, lora_factors, lora_layers, plain_weights, where
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
 from explorer.core.threads import fair_share
@@ -168,3 +169,24 @@ def low_rank_svd(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     _, r_l = torch.linalg.qr(left)  # (r, r)
     _, r_r = torch.linalg.qr(right.T)  # (r, r)
     return torch.linalg.svdvals(r_l @ r_r.T)  # (r,)
+
+
+_SVD_SECONDS: dict[int, float] = {}
+
+
+def spectra_seconds(base: Member, member: Member) -> float:
+    """About how long `weight_spectra` takes for one descendant: its changed matrices (a LoRA's
+    adapted ones; for a full fine-tune, all) × the SVDs each needs (W, the tuned matrix, and ΔW's
+    values for a full change) × one SVD of the base's largest block matrix, timed once."""
+    matrices = [w for n, w in plain_weights(base).items() if w.dim() == 2 and _BLOCK.search(n)]
+    if not matrices or not member.has_weights:
+        return 0.0
+    key = id(base.model)
+    if key not in _SVD_SECONDS:
+        largest = max(matrices, key=lambda w: w.numel()).float()
+        with fair_share([base.model]):
+            began = time.perf_counter()
+            torch.linalg.svd(largest, full_matrices=False)
+            _SVD_SECONDS[key] = time.perf_counter() - began
+    adapted = len(lora_layers(member))
+    return _SVD_SECONDS[key] * (2 * adapted if adapted else 3 * len(matrices))
