@@ -20,6 +20,7 @@ from explorer.charts import (
     cell_for,
     readable,
 )
+from explorer.core.layers.patching import SMALL
 
 
 def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:
@@ -99,7 +100,10 @@ def carried_lines(layers: pd.DataFrame, site: str = "block") -> alt.LayerChart:
     """Per donor, the share of its change that each block's output carries when patched into
     the base at every position: the cumulative curve whose first crossings of 50% and 90% say
     where the change enters (the last block's 100% is any shared head's, not a finding)."""
-    data = layers.dropna(subset=["recovered"])[["model", "layer", "recovered", "effect"]]
+    data = layers.dropna(subset=["recovered"])
+    if "log_ratio" in data:  # shares of a change of a few tenths of a nat swing widely: not drawn
+        data = data[data["log_ratio"].abs() >= SMALL]
+    data = data[["model", "layer", "recovered", "effect"]]
     models = _models(data) if len(data) else []
     lines = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("layer:O", title=site),
@@ -110,7 +114,7 @@ def carried_lines(layers: pd.DataFrame, site: str = "block") -> alt.LayerChart:
     )  # fmt: skip
     marks = pd.DataFrame({"share": [0.5, 0.9], "what": ["half", "90%"]})
     rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3], color="#9ca3af").encode(y="share:Q", tooltip=["what:N"])
-    title = f"Where each change enters: the share each {site}'s output carries into the base (dashed: 50% and 90%)"
+    title = f"Where each change enters: the share each {site}'s output carries into the base (dashed: 50% and 90%; changes under {SMALL} nats left out)"
     return alt.layer(rules, lines, title=title).properties(width=min(FIT - 200, 420), height=180)
 
 
@@ -126,10 +130,11 @@ def diff_tokens(tokens: pd.DataFrame, layer: int, k: int = 6) -> alt.FacetChart:
         x=alt.X("rank:O", title="rank"), y=alt.Y("where:N", sort=rows, title=None),
         tooltip=["model:N", "direction:N", "where:N", "rank:O", "token:N", alt.Tooltip("logit:Q", format="+.2f")],
     )  # fmt: skip
-    cells = base.mark_rect().encode(color=alt.Color("strength:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True), legend=None))
+    shade = alt.Scale(scheme="redblue", domain=[-1.8, 1.8], reverse=True)  # pale enough to read the words on
+    cells = base.mark_rect().encode(color=alt.Color("strength:Q", scale=shade, legend=None))
     words = base.mark_text(fontSize=10, limit=60).encode(text="token:N")
     panel = alt.layer(cells, words, data=data).properties(width=k * 62, height=alt.Step(16))
-    title = f"What each adaptation adds at block {layer}, read through its own head (raised: blue, lowered: red)"
+    title = f"What each adaptation adds at block {layer}, read through its own head (raised: red, lowered: blue)"
     return panel.facet(row=alt.Row("model:N", sort=_models(data), title=None, header=alt.Header(labelFontWeight="bold")),
                        column=alt.Column("direction:N", sort=["raised", "lowered"], title=None)).properties(title=title)  # fmt: skip
 

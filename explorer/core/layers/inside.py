@@ -48,8 +48,8 @@ class Inside:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def layer_frame(self) -> pd.DataFrame:
-        """Every donor's whole-layer rows, with the share it recovers."""
-        frames = [p.layers.assign(model=label) for label, p in self.patches.items()]
+        """Every donor's whole-layer rows, with the share it recovers and its log-ratio."""
+        frames = [p.layers.assign(model=label, log_ratio=p.meta["log_ratio"]) for label, p in self.patches.items()]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
