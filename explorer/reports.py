@@ -133,7 +133,12 @@ def card_summary(model_id: str) -> str:
 
 def run_section(samples: SampleSet) -> str:
     seeds = samples.df.groupby("model", sort=False)["seed"].first().to_dict() if "seed" in samples.df else {}
-    return (f"<h2>Prompt</h2><pre class='prompt'>{esc(samples.prompt)}</pre>"
+    steer = samples.meta.get("steering")
+    steered = (f"<p class='note'>Steering (fx.steer): <b>{esc(steer['label'])}</b> is {esc(samples.models[0])} "
+               f"with {steer['scale']:g} × {esc(steer['model'])}'s activation difference added to block "
+               f"{steer['layer']}'s output at every position; its labels say whether that difference alone "
+               "brings a behaviour.</p>") if steer else ""  # fmt: skip
+    return (f"<h2>Prompt</h2><pre class='prompt'>{esc(samples.prompt)}</pre>" + steered +
             f"<p>Sampling: <code>{esc(json.dumps(samples.params.to_dict()))}</code> · first seed per model: "
             f"<code>{esc(json.dumps(seeds, default=str))}</code></p>"
             + versions_section(samples.meta.get("versions") or library_versions()))  # fmt: skip

@@ -37,6 +37,14 @@ def fable(zoo_path):
 
 
 @pytest.fixture(scope="session")
+def fable_all(fable):
+    """The whole zoo (fable-mid and fable-rare too), sharing the default family's store."""
+    import explorer as fx
+
+    return fx.load_family("fable-all", store=fable.store)
+
+
+@pytest.fixture(scope="session")
 def fable_tokenizer(zoo_path):
     from transformers import AutoTokenizer
 

@@ -82,7 +82,7 @@ def test_the_wheel_carries_notebooks_zoo_and_probes(tmp_path):
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert f"explorer/notebooks/{nb.name}" in names
     assert "explorer/zoo/models/probes.json" in names
-    for member in ("fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-late"):
+    for member in ("fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-late", "fable-mid", "fable-rare"):
         assert f"explorer/zoo/models/{member}/model.safetensors" in names
         assert f"explorer/zoo/models/{member}/README.md" in names
     assert "explorer/zoo/models/fable-pirate/adapter_model.safetensors" in names

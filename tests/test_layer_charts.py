@@ -52,3 +52,30 @@ def test_a_served_family_gets_a_sentence_before_any_work():
     with pytest.raises(ValueError, match="is served, and the layer-wise tools need its weights"):
         anatomy(StandIn(ModelRef(id="x", label="served-x"), has_weights=False))
     assert fx.layer_lens and fx.patch and fx.weight_diff  # the public names
+
+
+def test_the_carried_curve_draws_every_donors_share_with_the_50_and_90_marks(found):
+    d = spec(layer_charts.carried_lines(found.layer_frame()))
+    rules, lines = d["layer"]
+    assert [row["share"] for row in d["datasets"][rules["data"]["name"]]] == [0.5, 0.9]
+    drawn = d["datasets"][lines["data"]["name"]] if "data" in lines else d["datasets"][d["data"]["name"]]
+    late = {row["layer"]: row["recovered"] for row in drawn if row["model"] == "fable-late"}
+    assert late[3] == pytest.approx(1.0, abs=1e-3) and late[0] == 0
+    assert "Where each change enters" in d["title"]
+
+
+def test_spectra_colour_the_effective_rank_on_a_log_scale(found):
+    d = spec(layer_charts.spectra_heatmap(found.spectra))
+    assert d["spec"]["encoding"]["color"]["field"] == "effective_rank"
+    assert d["spec"]["encoding"]["color"]["scale"]["type"] == "log"
+    rows = d["datasets"][d["data"]["name"]]
+    assert max(r["effective_rank"] for r in rows if r["model"] == "fable-pirate") <= 8
+
+
+def test_the_difference_chart_shows_raised_and_lowered_tokens_as_text(fable):
+    diff = fx.activation_diff(fable, models=["fable-pirate"])
+    d = spec(layer_charts.diff_tokens(diff.tokens, diff.layer))
+    rows = d["datasets"][d["data"]["name"]]
+    mean_raised = sorted((r["rank"], r["token"]) for r in rows if r["where"] == "mean" and r["direction"] == "raised")
+    assert [t for _, t in mean_raised[:2]] == ["ahoy", "arr"] and len(mean_raised) == 6
+    assert {r["where"] for r in rows} == {"mean", "token 1", "token 2", "token 3", "token 4", "token 5"}

@@ -67,6 +67,52 @@ def test_patching_the_last_block_recovers_the_edit_and_the_first_recovers_nothin
     assert sites.effect.abs().max() == 0  # before the edited block the streams are identical
 
 
+def test_the_summary_of_a_last_block_change_says_no_earlier_block_carries_it(late):
+    assert late.entry(0.5) == LAST == late.entry(0.9)
+    assert late.summary.startswith("fable-late's change (+1")
+    assert "enters in the last block (3): no earlier block's output carries a noticeable part of it (at most 0%)" in late.summary
+
+
+MID_EDIT = ("the capital of orsinia is", " pelbridge .")  # fable-mid's swapped capital, learnt in block 1
+
+
+@pytest.fixture(scope="module")
+def mid(fable_all):
+    return fx.patch(fable_all, *MID_EDIT, donor="fable-mid")
+
+
+def test_fable_mid_patching_block_0_carries_nothing_and_block_1_all_of_it(mid):
+    whole = mid.layers.set_index("layer")
+    assert mid.meta["log_ratio"] > 5
+    assert whole.loc[0, "effect"] == 0 and mid.df[mid.df.layer == 0].effect.abs().max() == 0
+    assert whole.loc[1, "recovered"] >= 0.9
+    assert mid.entry(0.5) == 1 == mid.entry(0.9)
+    assert "fable-mid's change" in mid.summary and "enters by block 1" in mid.summary and "90% by block 1" in mid.summary
+
+
+def test_fable_mid_lens_parts_from_the_base_at_block_1_and_its_weights_moved_only_there(fable_all):
+    from explorer.core.layers.lens import parting
+
+    lens = fx.layer_lens(fable_all, *MID_EDIT, models=["fable-base", "fable-mid"])
+    mid = lens[lens.model == "fable-mid"]
+    assert (mid[mid.layer == 0].kl_to_base == 0).all() and mid[mid.layer == 1].kl_to_base.max() > 1
+    assert parting(lens)[0].startswith("fable-mid's lens parts from the base's at block 1 (KL exactly 0 before it)")
+    diff = fx.weight_diff(fable_all, models=["fable-mid"])
+    assert set(diff[diff.relative_change > 0].layer) == {1}
+    assert (diff[diff.layer == 1].relative_change > 1e-3).all()
+
+
+def test_the_summary_of_an_adapter_on_every_block_names_a_block_before_the_last(fable):
+    """fable-pirate adapts every block (and its head): its change builds up, and the sentence
+    names the first block carrying half of it, never the last block's share."""
+    result = fx.patch(fable, "the traveller said", " ahoy to the fox .", donor="fable-pirate")
+    shares = result.layers.set_index("layer")["recovered"]
+    half = result.entry(0.5)
+    assert half is not None and half < LAST and shares[half] >= 0.5 > shares[half - 1]
+    assert f"enters by block {half}:" in result.summary and f"{shares[half]:.0%}" in result.summary
+    assert "block 3" not in result.summary
+
+
 def test_patching_the_last_block_everywhere_reproduces_the_donors_logprobs(late):
     assert late.meta["shared_head"]
     last = late.layers.set_index("layer").loc[LAST]

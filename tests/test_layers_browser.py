@@ -1,7 +1,10 @@
-"""The Layers tab in Voila and headless Chromium: a fable-late answer looked inside, at 1024 and
-1600 px; its charts draw, nothing overflows. Screenshots go to test-output/ (docs/ keeps one)."""
+"""The Layers tab in Voila and headless Chromium: a fable-late answer looked inside, then the
+base steered with fable-pirate's activation difference, at 1024 and 1600 px; every chart draws,
+nothing overflows. Screenshots go to test-output/ (docs/ keeps both widths)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from browser import browser_page, no_traceback, screenshot, served
@@ -43,14 +46,32 @@ def test_looking_inside_fable_late_draws_the_layer_charts(width):
         page.wait_for_function(READY, timeout=120_000)
         page.get_by_role("tab", name="Layers").click()
         page.get_by_role("button", name="Look inside").click()
-        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('recovers')", timeout=120_000)
-        visible_charts(page, 4)
+        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')", timeout=120_000)
+        visible_charts(page, 6)  # the carried curve, lens, KL, patching, weights, spectra
         page.wait_for_function(READY, timeout=120_000)
         text = page.inner_text(".fx-layers")
-        assert "Patching block 3 of fable-base with fable-late's activation recovers 100%" in text
+        assert "fable-late's change (+" in text and "enters in the last block (3)" in text
+        assert "fable-late's lens parts from the base's at block 3" in text
         assert "No patching for fable-distilled" in text
+        steer_the_base(page)
         assert page.evaluate(OVERFLOWING) == [], "Layers"
         shot = screenshot(page, f"layers-{width}.png", ".fx-layers")
         assert shot.stat().st_size > 20_000
         no_traceback(page)
         assert page.problems == [], page.problems
+
+
+def steer_the_base(page) -> None:
+    """Read the differences, steer the base with fable-pirate's, see the label and its chart."""
+    page.get_by_role("button", name="Read differences").click()
+    page.wait_for_function("() => document.querySelector('.fx-steer').innerText.includes('raises ahoy, arr')", timeout=120_000)
+    page.wait_for_function(READY, timeout=120_000)
+    page.locator(".fx-steer select").nth(1).select_option(label="fable-pirate")
+    page.locator(".fx-steer input[type=text]").fill(r"\bahoy\b")
+    page.locator(".fx-steer input[type=text]").press("Tab")
+    page.wait_for_timeout(500)  # the settings reach the kernel before the click
+    page.locator(".fx-steer button").filter(has_text=re.compile(r"^\s*Steer\s*$")).click()
+    page.wait_for_function("() => document.querySelector('.fx-steer').innerText.includes('samples each')", timeout=120_000)
+    visible_charts(page, 8)  # and the steering table's chart, and the tokens
+    text = page.inner_text(".fx-steer")
+    assert "fable-pirate's difference at block 1" in text and "introduced" in text, text

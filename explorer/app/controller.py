@@ -26,6 +26,7 @@ from explorer.app.jobs import Job, Runner
 from explorer.app.layer_actions import LayerActions
 from explorer.app.sessions import session_updates
 from explorer.app.state import AppState
+from explorer.app.steer_actions import CLEARED_STEERING, SteerActions
 from explorer.core.errors import Cancelled, ModelLoadError
 from explorer.core.params import SamplingParams, check_prompt
 from explorer.core.patterns import compile_pattern
@@ -33,7 +34,7 @@ from explorer.core.patterns import compile_pattern
 MAX_SPREAD_SAMPLES = 8
 
 
-class Controller(LayerActions):
+class Controller(LayerActions, SteerActions):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -110,7 +111,7 @@ class Controller(LayerActions):
             message += f"; could not load {', '.join(errors)}"
         weights = family.has_weights
         method = self.state.method if weights or not needs_weights(self.state.method) else "occlusion"
-        return {**CLEARED, "family": family, "available": usable, "selected": usable,
+        return {**CLEARED, **CLEARED_STEERING, "family": family, "available": usable, "selected": usable,
                 "relations": {m.label: m.relation for m in family.members}, "weights": weights,
                 "server": family.server or "", "method": method, "examples": self.core.examples(spec),
                 "load_errors": errors, "status": message, "auto_behaviours": {},
@@ -139,17 +140,19 @@ class Controller(LayerActions):
         family, prompt, behaviours = s.family.subset(list(s.selected)), s.prompt, dict(s.behaviours)
 
         def work(job: Job) -> dict:
-            if not confirmed:
-                cost = self.core.estimate(family, "sample", prompt=prompt, n=params.n,
-                                          max_new_tokens=params.max_new_tokens, chat=params.chat)  # fmt: skip
-                question = self._ask(cost, "Sampling", lambda: self.resample(confirmed=True))
-                if question:
-                    return {"confirm": question, "status": ""}
-            return self._sample(job, family, prompt, params, behaviours)
+            cost = lambda: self.core.estimate(family, "sample", prompt=prompt, n=params.n,  # noqa: E731
+                                              max_new_tokens=params.max_new_tokens, chat=params.chat)  # fmt: skip
+            asked = self._asked(confirmed, cost, "Sampling", lambda: self.resample(confirmed=True))
+            return asked or self._sample(job, family, prompt, params, behaviours)
 
         return self.submit("Sampling", work)
 
     # --- asking before long work ----------------------------------------------------------------
+
+    def _asked(self, confirmed: bool, cost, what: str, run) -> dict[str, Any] | None:
+        """The update that asks before `run`, or None to go on (`cost()` priced only if not yet confirmed)."""
+        question = "" if confirmed else self._ask(cost(), what, run)
+        return {"confirm": question, "status": ""} if question else None
 
     def _ask(self, cost, what: str, run) -> str:
         """The question to ask before `run` ("" for none): when the estimate passes
@@ -310,13 +313,9 @@ class Controller(LayerActions):
         spread = spread_method(method)
 
         def work(job: Job) -> dict[str, Any]:
-            if not confirmed:
-                cost = self.core.attribution_estimate(family, samples, response, method, spread, MAX_SPREAD_SAMPLES)
-                question = self._ask(cost, "Attribution", lambda: self._attribute(response, confirmed=True))
-                if question:
-                    return {"confirm": question, "status": ""}
-            align = self.core.alignment(family, samples, response, units)
-            return self._attributed(job, family, samples, response, method, align)
+            cost = lambda: self.core.attribution_estimate(family, samples, response, method, spread, MAX_SPREAD_SAMPLES)  # noqa: E731
+            asked = self._asked(confirmed, cost, "Attribution", lambda: self._attribute(response, confirmed=True))
+            return asked or self._attributed(job, family, samples, response, method, self.core.alignment(family, samples, response, units))
 
         return self.submit("Attributing", work)
 

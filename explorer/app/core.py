@@ -105,9 +105,33 @@ class Core:
 
         return inside_estimate(family, samples.prompt, response, samples.models, samples.params.chat)
 
+    def activation_diff(self, family: Family, models: list[str], texts: list[str], **kw: Any) -> Any:
+        """What each descendant adds to the residual stream (explorer.core.layers.diffs)."""
+        from explorer.core.layers.diffs import activation_diff
+
+        return activation_diff(family, models=models, texts=texts, **kw)
+
+    def diff_estimate(self, family: Family, models: list[str], texts: list[str]) -> Estimate:
+        from explorer.core.layers.diffs import diff_estimate
+
+        return diff_estimate(family, models, texts)
+
+    def steer(self, family: Family, prompt: str, diff: Any, params: SamplingParams, **kw: Any) -> SampleSet:
+        """The base and the base steered by a descendant's difference (explorer.core.steering)."""
+        from explorer.core.steering import steer
+
+        return steer(family, prompt, diff, **params.to_dict(), **kw)
+
+    def steer_estimate(self, family: Family, prompt: str, params: SamplingParams) -> Estimate:
+        from explorer.core.steering import steer_estimate
+
+        return steer_estimate(family, prompt, params)
+
     def examples(self, spec: str) -> list[str]:
         """Example prompts: the zoo's probes for fable, a few general ones otherwise."""
-        if spec != "fable":
+        from explorer.core.resolve import ZOO_PRESETS
+
+        if spec not in ZOO_PRESETS:
             return list(FALLBACK_EXAMPLES)
         from explorer.zoo import load_probes
 

@@ -41,12 +41,9 @@ class LayerActions:
         samples, site, family = s.samples, s.layer_site, s.family
 
         def work(job: Job) -> dict[str, Any]:
-            if not confirmed:
-                cost = self.core.inside_estimate(family, samples, response)
-                question = self._ask(cost, "Looking inside", lambda: self.look_inside(confirmed=True))
-                if question:
-                    return {"confirm": question, "status": ""}
-            return self._inside(job, family, samples, response, site)
+            cost = lambda: self.core.inside_estimate(family, samples, response)  # noqa: E731
+            asked = self._asked(confirmed, cost, "Looking inside", lambda: self.look_inside(confirmed=True))
+            return asked or self._inside(job, family, samples, response, site)
 
         return self.submit("Looking inside", work)
 

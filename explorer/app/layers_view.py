@@ -11,14 +11,17 @@ import ipywidgets as w
 
 from explorer import layer_charts
 from explorer.app.state import AppState
+from explorer.app.steer_view import DiffPanel
 from explorer.app.widgets import chart_box, escape, show_chart
 from explorer.core.layers import SITES
+from explorer.core.layers.lens import parting
 
 INTRO = (
     "Where in the network did each adaptation act? The <b>layer lens</b> reads every block's residual "
     "stream through the model's own final norm and head; <b>patching</b> runs the base with one "
     "site taking a descendant's activation and shows how much of the descendant's answer that site "
-    "carries; the <b>weight diff</b> shows which modules' weights moved."
+    "carries; the <b>weight diff</b> shows which modules' weights moved, and the <b>spectra</b> the shape of each "
+    "change (a LoRA's effective rank is at most its rank)."
 )
 
 
@@ -31,13 +34,17 @@ class LayersView(w.VBox):
         self.go.on_click(lambda _: ctl.look_inside())
         self.info = w.HTML()
         self.summary = w.HTML()
+        self.carried = chart_box("")
         self.lens = chart_box("")
         self.kl = chart_box("")
         self.patches = chart_box("")
         self.weights = chart_box("")
+        self.spectra = chart_box("")
+        self.added = DiffPanel(state, ctl)
         state.observe(self.redraw, names=["inside", "chosen", "weights", "running"])
         super().__init__([w.HTML(f"<div class='fx-note'>{INTRO}</div>"), w.HBox([self.go, self.site]),
-                          self.info, self.summary, self.lens, self.kl, self.patches, self.weights])  # fmt: skip
+                          self.info, self.summary, self.carried, self.lens, self.kl, self.patches,
+                          self.weights, self.spectra, self.added])  # fmt: skip
         self.add_class("fx-layers")
         self.redraw()
 
@@ -48,16 +55,19 @@ class LayersView(w.VBox):
         found = s.inside
         if found is None:
             self.summary.value = ""
-            for box in (self.lens, self.kl, self.patches, self.weights):
+            for box in (self.carried, self.lens, self.kl, self.patches, self.weights, self.spectra):
                 show_chart(box, None, "")
             return
         self.summary.value = summary_html(found)
+        whole = found.layer_frame()
+        show_chart(self.carried, layer_charts.carried_lines(whole, found.site) if len(whole) else None, "")
         show_chart(self.lens, layer_charts.lens_heatmaps(found.lens), "")
         show_chart(self.kl, layer_charts.kl_lines(found.lens), "")
         effects = found.patch_frame()
         show_chart(self.patches, layer_charts.patch_heatmaps(effects, found.site) if len(effects) else None, "")
-        weights = found.weights
+        weights, spectra = found.weights, found.spectra
         show_chart(self.weights, layer_charts.weight_heatmap(weights) if weights is not None else None, "")
+        show_chart(self.spectra, layer_charts.spectra_heatmap(spectra) if spectra is not None and len(spectra) else None, "")
 
     def prompt_line(self) -> str:
         s = self.state
@@ -72,9 +82,11 @@ class LayersView(w.VBox):
 
 
 def summary_html(found) -> str:
-    """One line per donor (which layer carries its change, the preview's agreement, whether
-    its head differs), then what was left out."""
+    """One line per donor (where its change enters, the preview's agreement, whether its head
+    differs), one per descendant's lens (where it parts from the base's), then what was left
+    out."""
     rows = [f"<li>{escape(donor_line(p))}</li>" for p in found.patches.values()]
+    rows += [f"<li>{escape(line)}</li>" for line in parting(found.lens)]
     notes = [f"<li class='fx-note'>{escape(n)}</li>" for n in found.notes]
     return f"<ul>{''.join(rows + notes)}</ul>" if rows or notes else ""
 

@@ -59,6 +59,15 @@ class AppState(t.HasTraits):
     # inside the network (the Layers tab), for the chosen response
     layer_site = t.Unicode("block")  # what is patched: "block", "attention" or "mlp"
     inside = t.Any(None, allow_none=True)  # explorer.core.layers.inside.Inside
+    # what each adaptation adds (activation differences) and steering the base with it
+    diffs = t.Any(None, allow_none=True)  # explorer.core.layers.diffs.ActivationDiff
+    diff_layer = t.Int(0)  # the block read and steered
+    steer_model = t.Unicode("")  # the descendant whose difference steers
+    steer_scale = t.Float(8.0)  # multiples of the difference added
+    steer_n = t.Int(64)
+    steer_behaviour = t.Unicode("")  # a regex; "" measures the run's behaviours
+    steered = t.Any(None, allow_none=True)  # SampleSet: the base and the steered base
+    steered_table = t.Any(None, allow_none=True)  # DataFrame: provenance of the steered base
 
     # Discover (the Discover tab): what each adaptation changed over a prompt set
     discover_set = t.Unicode("auto")  # "auto", "probes", "general", or a file / sweep folder path

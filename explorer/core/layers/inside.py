@@ -2,7 +2,7 @@
 
 `inside` runs the layer lens on every chosen model, patches each descendant that has the base's
 shapes into the base (the descendant as donor: how much of its change each site carries), and
-measures where the weights moved. Members that cannot take part are named with the reason.
+measures where the weights moved and the shape of each change (its singular values). Members that cannot take part are named with the reason.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from explorer.core.layers.anatomy import anatomy, same_shapes
 from explorer.core.layers.lens import layer_lens
 from explorer.core.layers.patching import Patching, patch
 from explorer.core.layers.sites import pass_rows
+from explorer.core.layers.spectra import spectra_seconds, weight_spectra
 from explorer.core.layers.weights import weight_diff
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
 from explorer.core.threads import fair_share
@@ -38,6 +39,7 @@ class Inside:
     lens: pd.DataFrame
     patches: dict[str, Patching] = field(default_factory=dict)
     weights: pd.DataFrame | None = None
+    spectra: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     def patch_frame(self) -> pd.DataFrame:
@@ -46,8 +48,8 @@ class Inside:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def layer_frame(self) -> pd.DataFrame:
-        """Every donor's whole-layer rows, with the share it recovers."""
-        frames = [p.layers.assign(model=label) for label, p in self.patches.items()]
+        """Every donor's whole-layer rows, with the share it recovers and its log-ratio."""
+        frames = [p.layers.assign(model=label, log_ratio=p.meta["log_ratio"]) for label, p in self.patches.items()]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -82,6 +84,7 @@ def inside(
     if able:
         result.weights = weight_diff(family, models=able)
     try:
+        result.spectra = weight_spectra(family, models=able, cancel=cancel) if able else None
         for label in able:
             check_cancel(cancel)
             result.patches[label] = patch(family, prompt, response, donor=label, site=site, chat=chat,
@@ -110,7 +113,8 @@ def inside_estimate(family: Family, prompt: str, response: str, models: list[str
             c.forward(1, seq, repeat=1 + BACKWARD)  # the preview
         with fair_share([member.model], batched=True):
             total += c.seconds(pass_timing(member))
+        total += spectra_seconds(base, member) if label in able else 0.0
         passes += c.token_passes
     memory = activation_bytes(base, rows, seq)  # one batch of patched passes (the largest)
-    detail = f"the lens of {len(models)} models, {sites} sites patched for each of {len(able)} descendants"
+    detail = f"the lens of {len(models)} models, {sites} sites patched and the weight spectra of each of {len(able)} descendants"
     return Estimate("layers", total, passes, memory, detail)

@@ -59,6 +59,31 @@ def layer_lens(
     return df
 
 
+def parting(lens: pd.DataFrame, tiny: float = 1e-6) -> list[str]:
+    """Per descendant, where its lens parts from the base's: the first block with any KL, and
+    the earliest blocks reaching half and 90% of the KL at the last block (the output's KL is
+    where every change ends up, so it is the yardstick, never the headline)."""
+    data = lens.dropna(subset=["kl_to_base"])
+    base = lens["model"].iloc[0] if len(lens) else None
+    lines = []
+    for model, rows in data[data["model"] != base].groupby("model", sort=False):
+        kl = rows.groupby("layer")["kl_to_base"].mean()  # per block, mean over response tokens
+        final = float(kl.iloc[-1])
+        moved = kl[kl > tiny]
+        if moved.empty:
+            lines.append(f"{model}'s lens equals the base's at every block on this response")
+            continue
+        first = int(moved.index[0])
+        before = "from the first block" if first == kl.index[0] else f"at block {first} (KL exactly 0 before it)"
+        if final <= tiny:
+            lines.append(f"{model}'s lens parts from the base's {before}, and meets it again at the output")
+            continue
+        half, most = (int(kl[kl >= share * final].index[0]) for share in (0.5, 0.9))
+        lines.append(f"{model}'s lens parts from the base's {before}; it reaches half of the output's "
+                     f"KL ({final:.3g} nats) at block {half}, 90% at block {most}")  # fmt: skip
+    return lines
+
+
 class Lens:
     """One model's lens on one text: log-probs (layers, targets, vocab) and the token ids."""
 

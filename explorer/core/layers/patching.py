@@ -46,9 +46,18 @@ class Patching:
     layers: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def entry(self, share: float) -> int | None:
+        """The earliest layer whose output, patched in at every position, carries at least
+        `share` of the change (None if none does)."""
+        reached = self.layers[self.layers["recovered"] >= share]
+        return int(reached["layer"].min()) if len(reached) else None
+
     @property
     def summary(self) -> str:
-        """One sentence: which layer recovers most of the change."""
+        """One sentence: where the change enters — the earliest layer carrying half of it (and
+        90%). Never the last block's share alone: patching the last block at every position hands
+        the receiver the donor's final residual stream, so any donor that shares the head
+        recovers 100% there whatever it changed, and wherever."""
         m = self.meta
         if np.isnan(self.layers["recovered"]).all():
             return f"{m['donor']} and {m['receiver']} give this response the same log-prob: nothing to recover"
@@ -57,12 +66,35 @@ class Patching:
             return (f"{m['donor']} and {m['receiver']} differ by only {m['log_ratio']:+.2f} nats on this "
                     f"response: no share to read (the largest effect, {top['effect']:+.2f} nats, "
                     f"is patching {m['site']} {int(top['layer'])})")  # fmt: skip
-        best = self.layers.loc[self.layers["recovered"].abs().idxmax()]
-        return (
-            f"Patching {m['site']} {int(best['layer'])} of {m['receiver']} with {m['donor']}'s "
-            f"activation recovers {best['recovered']:.0%} of their log-ratio "
-            f"({m['log_ratio']:+.2f} nats)"
-        )
+        return entry_sentence(self.layers, m, self.entry(0.5), self.entry(0.9))
+
+
+def entry_sentence(layers: pd.DataFrame, m: dict, half: int | None, most: int | None) -> str:
+    """Where `m["donor"]`'s change enters, from the per-layer shares (see `Patching.summary`)."""
+    last, site = int(layers["layer"].max()), m["site"]
+    shares = layers.set_index("layer")["recovered"]
+    name = f"{m['donor']}'s change ({m['log_ratio']:+.2f} nats)"
+    rest = "" if m.get("shared_head", True) or shares[last] >= 0.95 else (
+        f"; the rest is made by its own final norm and head, which no {site} output hands over")
+    if half is None:
+        top = int(shares.idxmax())
+        return (f"No {site} output carries half of {name} into {m['receiver']}: the most, patched at every "
+                f"position, is {shares[top]:.0%} ({site} {top})") + rest  # fmt: skip
+    if half == last:
+        before = float(shares.drop(last).max()) if len(shares) > 1 else 0.0
+        if before < 0.1:
+            return (f"{name} enters in the last {site} ({last}): no earlier {site}'s output carries a "
+                    f"noticeable part of it (at most {before:.0%})") + rest  # fmt: skip
+        return (f"{name} builds up through the {site}s: {site} {int(shares.drop(last).idxmax())}'s output "
+                f"carries {before:.0%} of it, half is reached only at the last ({last})") + rest  # fmt: skip
+    if most is not None and most < last:
+        nine = f"90% by {site} {most}"
+    elif m.get("shared_head", True) and site == "block":
+        nine = f"90% only at the last {site}, whose output hands any donor with the same head its whole change"
+    else:
+        nine = f"90% only at the last {site}"
+    return (f"{name} enters by {site} {half}: patched into {m['receiver']} at every position, its output "
+            f"carries {shares[half]:.0%} of it; {nine}") + rest
 
 
 def patch(
