@@ -24,7 +24,14 @@ import torch
 
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy
-from explorer.core.layers.weights import _BLOCK, lora_factors, lora_layers, plain_weights, where
+from explorer.core.layers.weights import (
+    _BLOCK,
+    lora_factors,
+    lora_layers,
+    plain_weights,
+    tail_names,
+    where,
+)
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
 from explorer.core.threads import fair_share
@@ -46,7 +53,8 @@ def weight_spectra(
     `rank_bound` is its rank). Matrices that did not move are left out; members of another shape are named in
     `df.attrs["notes"]`."""
     base = family.load(family.base.label)
-    n_blocks = len(anatomy(base).blocks)
+    body = anatomy(base)
+    n_blocks, tail = len(body.blocks), tail_names(base, body)
     reference = plain_weights(base)
     bases: dict[str, torch.Tensor] = {}  # W_base's left singular vectors, once per matrix
     frames, notes = [], []
@@ -54,7 +62,7 @@ def weight_spectra(
     for i, label in enumerate(wanted):
         check_cancel(cancel)
         member = family.load(label)
-        rows = cached(member, base, (top, epsilon), lambda m=member: member_spectra(m, reference, bases, n_blocks, top, epsilon))
+        rows = cached(member, base, (top, epsilon), lambda m=member: member_spectra(m, reference, bases, (n_blocks, tail), top, epsilon))
         if isinstance(rows, str):
             notes.append(f"{label}: {rows}")
         else:
@@ -84,7 +92,7 @@ def cached(member: Member, base: Member, options: tuple, compute) -> list[dict] 
     return rows
 
 
-def member_spectra(member: Member, reference: dict, bases: dict, n_blocks: int, top: int, epsilon: float) -> list[dict] | str:
+def member_spectra(member: Member, reference: dict, bases: dict, layout: tuple[int, set[str]], top: int, epsilon: float) -> list[dict] | str:
     """The rows of one descendant, or why its weights cannot be compared with the base's."""
     if not member.has_weights:
         return "is served: its weights are not here"
@@ -105,8 +113,8 @@ def member_spectra(member: Member, reference: dict, bases: dict, n_blocks: int, 
             bases[name] = torch.linalg.svd(reference[name].float(), full_matrices=False)[0]  # (out, k)
         tuned = reference[name].float() + (factors[0] @ factors[1] if factors else dense)  # (out, in)
         new = intruder_count(tuned, bases[name], top, epsilon)
-        layer, module = where(name, n_blocks)
-        rows.append(spectrum_row(layer, n_blocks, module, sigma, factors, new, top, min(dense.shape)))
+        layer, module = where(name, *layout)
+        rows.append(spectrum_row(layer, layout[0], module, sigma, factors, new, top, min(dense.shape)))
     return rows
 
 
