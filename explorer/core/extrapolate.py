@@ -1,0 +1,110 @@
+"""Reading an amplified SampleSet along λ: each behaviour's rate at every λ, and its rate at
+λ = 1 read back from the larger λ where the behaviour is common enough to count.
+
+Why a logistic line: when an adaptation moves one answer's logit and leaves the rest of the
+next-token distribution as it was (a planted word, a trigger), `z_λ = z_base + λ Δ` makes that
+answer's log-odds exactly linear in λ: logit p(λ) = a + b λ. So the counts at λ = 2, 3, 4…,
+where a 2% behaviour is seen dozens of times, fix a and b, and a + b is the log-odds at λ = 1.
+It is an approximation where the change is spread over many tokens, or the behaviour spans
+several positions, or top-k/top-p cut the distribution; the interval says how sure the fit is,
+not how right the line is.
+
+The fit is binomial maximum likelihood with Firth's penalty (Firth 1993: the estimate stays
+finite when a λ shows the behaviour in every sample or in none), and the interval a 95% Wald
+interval on the log-odds at the target λ, mapped back to a rate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from explorer.core.amplify import lambdas_of
+from explorer.core.provenance import Z95, behaviour_hits, wilson
+
+RATE_COLUMNS = ["behaviour", "model", "lam", "count", "n", "freq", "lo", "hi"]
+FIT_COLUMNS = ["behaviour", "at", "estimate", "lo", "hi", "fitted_on", "slope", "note"]
+MIN_POINTS = 2  # λ values above the target needed for a line
+
+
+def rates_by_lambda(samples: Any, behaviours: dict[str, Any]) -> pd.DataFrame:
+    """One row per (behaviour, λ): count, n, rate and its 95% Wilson interval."""
+    lam = lambdas_of(samples)
+    hits, _skipped = behaviour_hits(samples.df["text"].astype(str), behaviours)
+    rows = []
+    for name, hit in hits.items():
+        for model, value in lam.items():
+            mine = samples.df["model"] == model
+            count, n = int(hit[mine].sum()), int(mine.sum())
+            lo, hi = wilson(count, n)
+            rows.append({"behaviour": name, "model": model, "lam": float(value), "count": count, "n": n,
+                         "freq": count / n if n else math.nan, "lo": lo, "hi": hi})  # fmt: skip
+    return pd.DataFrame(rows, columns=RATE_COLUMNS)
+
+
+def firth_logistic(x: np.ndarray, k: np.ndarray, m: np.ndarray, steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Firth-penalised binomial logistic fit of logit p = a + b x to k successes of m trials at
+    each x: the coefficients (a, b) and their covariance (the inverse Fisher information)."""
+    design = np.column_stack([np.ones_like(x), x])  # (points, 2)
+    beta = np.zeros(2)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(design @ beta)))
+        w = m * p * (1 - p)
+        info = design.T @ (design * w[:, None])  # (2, 2)
+        cov = np.linalg.inv(info)
+        hat = w * np.einsum("ij,jk,ik->i", design, cov, design)  # leverage of each point
+        score = design.T @ (k - m * p + hat * (0.5 - p))
+        step = cov @ score
+        beta = beta + np.clip(step, -5, 5)
+        if np.abs(step).max() < 1e-8:
+            break
+    p = 1 / (1 + np.exp(-(design @ beta)))
+    info = design.T @ (design * (m * p * (1 - p))[:, None])
+    return beta, np.linalg.inv(info)
+
+
+def extrapolate(rates: pd.DataFrame, at: float = 1.0) -> pd.DataFrame:
+    """Per behaviour, its rate at λ = `at` read from the λ above it (see the module docstring):
+    the estimate, a 95% interval, the λ it was fitted on, the slope of the log-odds per unit λ,
+    and a note where no line could be drawn."""
+    rows = []
+    for name, group in rates.groupby("behaviour", sort=False):
+        above = group[group["lam"] > at].sort_values("lam")
+        fitted_on = ", ".join(f"{v:g}" for v in above["lam"])
+        row = {"behaviour": name, "at": at, "estimate": math.nan, "lo": math.nan, "hi": math.nan,
+               "fitted_on": fitted_on, "slope": math.nan, "note": ""}  # fmt: skip
+        if len(above) < MIN_POINTS:
+            row["note"] = f"needs at least {MIN_POINTS} λ above {at:g} to fit a line"
+        elif above["count"].sum() == 0:
+            row["note"] = f"never seen at λ = {fitted_on}: nothing to extrapolate from"
+        else:
+            row.update(_fitted(above, at))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=FIT_COLUMNS)
+
+
+def _fitted(points: pd.DataFrame, at: float) -> dict[str, Any]:
+    x, k, m = (points[c].to_numpy(dtype=float) for c in ("lam", "count", "n"))
+    beta, cov = firth_logistic(x, k, m)
+    eta = beta[0] + beta[1] * at
+    se = math.sqrt(max(cov[0, 0] + 2 * at * cov[0, 1] + at * at * cov[1, 1], 0.0))
+    logistic = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    return {"estimate": logistic(eta), "lo": logistic(eta - Z95 * se), "hi": logistic(eta + Z95 * se),
+            "slope": float(beta[1])}  # fmt: skip
+
+
+def fitted_curve(rates: pd.DataFrame, at: float = 1.0, points: int = 40) -> pd.DataFrame:
+    """The fitted line of each behaviour as rates over λ from `at` to the largest λ (for the
+    chart): behaviour, lam, rate."""
+    rows = []
+    for name, group in rates.groupby("behaviour", sort=False):
+        above = group[group["lam"] > at]
+        if len(above) < MIN_POINTS or above["count"].sum() == 0:
+            continue
+        beta, _ = firth_logistic(*(above[c].to_numpy(dtype=float) for c in ("lam", "count", "n")))
+        for lam in np.linspace(at, float(group["lam"].max()), points):
+            rows.append({"behaviour": name, "lam": float(lam), "rate": float(1 / (1 + np.exp(-(beta[0] + beta[1] * lam))))})
+    return pd.DataFrame(rows, columns=["behaviour", "lam", "rate"])
