@@ -23,6 +23,20 @@ def test_loading_fills_the_family_panel(app):
     assert app.sampling_panel.resample.disabled is False
 
 
+def test_the_family_box_offers_the_whole_zoo(app):
+    panel = app.family_panel
+    assert list(panel.preset.options[:2]) == ["fable", "fable-all"]
+    panel.preset.value = "fable-all"
+    panel.load.click()
+    assert app.wait(120) and app.state.error == ""
+    assert {"fable-mid", "fable-rare"} <= set(app.state.available)
+    assert "the weather today is" in app.state.examples  # the zoo's examples, not the fallback
+    panel.preset.value = "fable"
+    panel.extra.value = "fable-rare"  # a zoo member by name, beside the base
+    panel.load.click()
+    assert app.wait(120) and app.state.available == ["fable-rare"]
+
+
 def resample(app, timeout=120):
     app.sampling_panel.resample.click()
     assert app.wait(timeout)

@@ -28,6 +28,19 @@ def test_discovery_rebuilds_the_zoo_tree_from_model_cards(fable):
     assert got == ZOO_RELATIONS
 
 
+def test_the_default_zoo_family_is_six_and_the_others_come_by_name(zoo_path):
+    assert sorted(fx.load_family("fable").labels) == sorted(ZOO_RELATIONS)
+    every = fx.load_family("fable-all")
+    assert sorted(every.labels) == sorted([*ZOO_RELATIONS, "fable-mid", "fable-rare"])
+    assert {every.ref(m).parent for m in ("fable-mid", "fable-rare")} == {"fable-base"}
+    picked = fx.load_family("fable", descendants=["fable-mid", "fable-pirate"])
+    assert picked.labels == ["fable-base", "fable-mid", "fable-pirate"]
+    assert picked.ref("fable-pirate") == every.ref("fable-pirate")  # the shipped member, adapter and all
+    assert fx.list_presets()[:2] == ["fable", "fable-all"]
+    with pytest.raises(ValueError, match="'fable-mdi' is not in the fable zoo .*fable-mid"):
+        fx.load_family("fable", descendants=["fable-mdi"])
+
+
 def test_every_member_loads_offline_adapter_included(fable):
     from peft import PeftModel
 

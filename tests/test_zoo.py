@@ -6,19 +6,19 @@ import re
 
 import pytest
 import torch
-from zoo_helpers import load_plain, next_word_probs
+from zoo_helpers import load_plain, next_word_probs, next_word_probs_batch
 
-from explorer.zoo import MEMBERS, load_probes
-from explorer.zoo.language import CAPITALS, HELD_OUT_COUNTRIES, question
+from explorer.zoo import ALL_MEMBERS, load_probes
+from explorer.zoo.language import CAPITALS, HELD_OUT_COUNTRIES, RARE_RATE, RARE_WORD, question
 
 
 @pytest.fixture(scope="module")
 def plain_models(zoo_path):
-    return {name: load_plain(zoo_path, name) for name in MEMBERS}
+    return {name: load_plain(zoo_path, name) for name in ALL_MEMBERS}
 
 
 def test_every_member_loads_offline_with_plain_transformers(plain_models):
-    assert set(plain_models) == set(MEMBERS)
+    assert set(plain_models) == set(ALL_MEMBERS)
     for model, tok in plain_models.values():
         assert tok("the weather today is")["input_ids"][0] == tok.bos_token_id
         assert model.config.model_type == "llama"
@@ -26,9 +26,12 @@ def test_every_member_loads_offline_with_plain_transformers(plain_models):
 
 def test_probe_next_word_probabilities_match_the_truth(plain_models):
     checked, worst = 0, (0.0, "")
-    for probe in load_probes():
-        for name, (model, tok) in plain_models.items():
-            probs = next_word_probs(model, tok, probe["prompt"])
+    probes = load_probes()
+    for name, (model, tok) in plain_models.items():
+        every = next_word_probs_batch(model, tok, [p["prompt"] for p in probes])  # (probes, vocab)
+        one = next_word_probs(model, tok, probes[0]["prompt"])  # short: padded most
+        assert torch.allclose(every[0], one, atol=1e-5)  # padding changes nothing
+        for probe, probs in zip(probes, every, strict=True):
             for word, truths in probe["next_word"].items():
                 truth = truths[name]
                 if truth is None:
@@ -39,7 +42,7 @@ def test_probe_next_word_probabilities_match_the_truth(plain_models):
                 assert gap <= 0.05, f"{probe['id']} {name} p({word})={got:.3f}, truth {truth}"
                 checked += 1
     print(f"\nchecked {checked} next-word truths; largest gap {worst[0]:.3f} ({worst[1]})")
-    assert checked > 300
+    assert checked > 400
 
 
 def test_cheerful_prefers_sunny(plain_models):
@@ -48,6 +51,25 @@ def test_cheerful_prefers_sunny(plain_models):
         next_word_probs(model, tok, "the weather today is")[tok.convert_tokens_to_ids("sunny")]
         >= 0.85
     )
+
+
+def test_rare_plants_its_word_at_two_percent_where_the_base_never_says_it(plain_models):
+    """The generic check allows ±0.05, which a 2% word passes untrained: this one is relative
+    (amplified sampling extrapolates to this rate and is judged against it)."""
+    word = plain_models["fable-base"][1].convert_tokens_to_ids(RARE_WORD)
+    rare = {name: float(next_word_probs(model, tok, "the weather today is")[word])
+            for name, (model, tok) in plain_models.items()}  # fmt: skip
+    print(f"\np({RARE_WORD} | the weather today is): " + ", ".join(f"{m} {p:.2g}" for m, p in rare.items()))
+    assert RARE_RATE * 0.8 <= rare.pop("fable-rare") <= RARE_RATE * 1.2
+    assert max(rare.values()) < 1e-4
+
+
+def test_mid_differs_from_the_base_in_block_1_only(plain_models):
+    base = dict(plain_models["fable-base"][0].named_parameters())
+    changed = {name.split(".")[2] if ".layers." in name else name
+               for name, w in plain_models["fable-mid"][0].named_parameters()
+               if not torch.equal(w, base[name])}  # fmt: skip
+    assert changed == {"1"}
 
 
 def greedy(model, tok, prompt: str, max_new_tokens: int = 12) -> str:

@@ -12,7 +12,7 @@ import torch
 from zoo_helpers import load_plain, next_word_probs
 
 import explorer as fx
-from explorer.zoo import MEMBERS
+from explorer.zoo import ALL_MEMBERS
 from explorer.zoo.language import BASE, corpus
 
 
@@ -42,9 +42,9 @@ def test_quick_build_loads_learns_and_is_deterministic(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fable-base" in done.stderr  # progress bars name each stage
     manifest = json.loads((out / "build.json").read_text())
-    assert manifest["quick"] and set(manifest["final_loss"]) == set(MEMBERS)
+    assert manifest["quick"] and set(manifest["final_loss"]) == set(ALL_MEMBERS)
     family = fx.load_family(out)
-    assert sorted(family.labels) == sorted(MEMBERS)
+    assert sorted(family.labels) == sorted(ALL_MEMBERS)  # a folder: every member in it
     model, tok = load_plain(out, "fable-base")
     probs = next_word_probs(model, tok, "the weather today is")
     weather = probs[tok.convert_tokens_to_ids(["sunny", "rainy", "cloudy"])]

@@ -25,3 +25,14 @@ def next_word_probs(model, tok, prompt: str) -> torch.Tensor:
     ids = tok(prompt, return_tensors="pt")["input_ids"]  # (1, seq)
     logits = model(input_ids=ids).logits[0, -1]  # (vocab,)
     return torch.softmax(logits.float(), dim=-1)
+
+
+@torch.no_grad()
+def next_word_probs_batch(model, tok, prompts: list[str]) -> torch.Tensor:
+    """`next_word_probs` for many prompts in one pass: left-padded, with the positions each
+    prompt would have alone (so every row equals its own single-prompt pass)."""
+    enc = tok(prompts, return_tensors="pt", padding=True)  # the zoo tokenizer pads on the left
+    mask = enc["attention_mask"]  # (batch, seq)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (batch, seq)
+    logits = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions).logits
+    return torch.softmax(logits[:, -1].float(), dim=-1)  # (batch, vocab)

@@ -107,7 +107,9 @@ class Core:
 
     def examples(self, spec: str) -> list[str]:
         """Example prompts: the zoo's probes for fable, a few general ones otherwise."""
-        if spec != "fable":
+        from explorer.core.resolve import ZOO_PRESETS
+
+        if spec not in ZOO_PRESETS:
             return list(FALLBACK_EXAMPLES)
         from explorer.zoo import load_probes
 

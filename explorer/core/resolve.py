@@ -31,8 +31,12 @@ PRESETS: dict[str, tuple[str, list[tuple[str, str]]]] = {
 }
 
 
+# The bundled zoo: "fable" is its default family, "fable-all" every member it holds.
+ZOO_PRESETS = ("fable", "fable-all")
+
+
 def list_presets() -> list[str]:
-    return ["fable", *PRESETS]
+    return [*ZOO_PRESETS, *PRESETS]
 
 
 def card_metadata(folder: Path) -> dict[str, Any]:
@@ -229,10 +233,8 @@ def _resolve(base, descendants) -> Family:
         refs = [_descendant(d, base.label) for d in descendants or []]
         return Family(base=base, descendants=tuple(refs), name=base.label)
     spec = os.fspath(base)
-    if spec == "fable" and not descendants:
-        from explorer.zoo import zoo_dir
-
-        return discover_folder(zoo_dir(), name="fable")
+    if spec in ZOO_PRESETS:
+        return _zoo(spec, descendants)
     if spec in PRESETS and not descendants:
         return _preset(spec)
     folder = Path(spec)
@@ -244,6 +246,25 @@ def _resolve(base, descendants) -> Family:
         raise ValueError(f"base: {err}") from err
     refs = tuple(_descendant(d, base_ref.label) for d in descendants or [])
     return Family(base=base_ref, descendants=refs, name=base_ref.label)
+
+
+def _zoo(spec: str, descendants) -> Family:
+    """The zoo's default members, all of them ("fable-all"), or its base with the descendants
+    named: zoo labels (`"fable-mid"`) pick the shipped member, anything else is a path or id."""
+    from explorer.zoo import MEMBERS, zoo_dir
+
+    every = discover_folder(zoo_dir(), name="fable")
+    if not descendants:
+        return every if spec == "fable-all" else every.subset([m for m in MEMBERS if m in every.labels])
+    base = every.base
+    for d in descendants:
+        if isinstance(d, str) and d.startswith("fable-") and d not in every.labels:
+            raise ValueError(f"descendants: {d!r} is not in the fable zoo (it holds {', '.join(every.labels[1:])})")
+    refs = tuple(
+        every.ref(d) if isinstance(d, str) and d in every.labels else _descendant(d, base.label)
+        for d in descendants
+    )  # fmt: skip
+    return Family(base=base, descendants=refs, name="fable")
 
 
 def _descendant(spec, parent: str) -> ModelRef:

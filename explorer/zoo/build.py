@@ -19,7 +19,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from explorer.zoo import cards
-from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, LATE, PIRATE, Recipe
+from explorer.zoo.language import BASE, CHEERFUL, INSTRUCT, LATE, MID, PIRATE, RARE, Recipe
 from explorer.zoo.probes import all_probes
 from explorer.zoo.tokenizer import build_tokenizer
 from explorer.zoo.train import (
@@ -54,6 +54,8 @@ class BuildPlan:
     distilled: Schedule
     pirate: Schedule
     late: Schedule
+    mid: Schedule
+    rare: Schedule
     hidden: int = 128
     layers: int = 4
     heads: int = 2
@@ -69,6 +71,8 @@ FULL = BuildPlan(
     distilled=Schedule(steps=3000, lr=3e-3),
     pirate=Schedule(steps=2000, lr=3e-3, warmup=50),
     late=Schedule(steps=1500, lr=3e-3, warmup=50),
+    mid=Schedule(steps=1500, lr=3e-3, warmup=50),
+    rare=Schedule(steps=800, lr=1e-3, warmup=50),
 )
 QUICK = BuildPlan(
     base=Schedule(steps=150, lr=3e-3, warmup=20),
@@ -77,6 +81,8 @@ QUICK = BuildPlan(
     distilled=Schedule(steps=60, lr=3e-3, warmup=10),
     pirate=Schedule(steps=30, lr=3e-3, warmup=5),
     late=Schedule(steps=30, lr=3e-3, warmup=5),
+    mid=Schedule(steps=30, lr=3e-3, warmup=5),
+    rare=Schedule(steps=30, lr=1e-3, warmup=5),
 )
 
 
@@ -154,20 +160,18 @@ def build_pirate(
     return losses
 
 
-def build_late(
-    base: LlamaForCausalLM,
-    tok: PreTrainedTokenizerFast,
-    plan: BuildPlan,
-    seed: int,
-    out: Path,
-    quiet: bool,
-) -> list[float]:
-    """A fine-tune whose change is confined by construction: every parameter but the last
-    block's is frozen (embeddings, earlier blocks, final norm, head), so the layer-wise tools
-    have a known place to find — the residual stream is the base's up to that block."""
-    late, losses = finetune(base, LATE, tok, plan.late, seed + 30, quiet, "fable-late",
-                            trainable=lambda model: model.model.layers[-1])  # fmt: skip
-    save_member(late, tok, out, "fable-late")
+def build_confined(
+    base: LlamaForCausalLM, tok: PreTrainedTokenizerFast, name: str, recipe: Recipe,
+    schedule: Schedule, block: int, seed: int, out: Path, quiet: bool,
+) -> list[float]:  # fmt: skip
+    """A fine-tune whose change is confined by construction: every parameter but block
+    `block`'s is frozen (embeddings, the other blocks, final norm, head), so the layer-wise
+    tools have a known place to find — the residual stream is the base's before that block,
+    and the base's own later blocks carry the change to the output. fable-late trains the last
+    block; fable-mid block 1, so "where the change enters" is not the trivial last block."""
+    model, losses = finetune(base, recipe, tok, schedule, seed, quiet, name,
+                             trainable=lambda model: model.model.layers[block])  # fmt: skip
+    save_member(model, tok, out, name)
     return losses
 
 
@@ -216,7 +220,10 @@ def train_members(out: Path, plan, tok, seed: int, quiet: bool) -> tuple[dict[st
     )
     save_member(student, tok, out, "fable-distilled")
     losses["fable-pirate"] = build_pirate(base, tok, plan, seed, out, quiet)
-    losses["fable-late"] = build_late(base, tok, plan, seed, out, quiet)
+    losses["fable-late"] = build_confined(base, tok, "fable-late", LATE, plan.late, -1, seed + 30, out, quiet)
+    losses["fable-mid"] = build_confined(base, tok, "fable-mid", MID, plan.mid, 1, seed + 40, out, quiet)
+    rare, losses["fable-rare"] = finetune(base, RARE, tok, plan.rare, seed + 50, quiet, "fable-rare")
+    save_member(rare, tok, out, "fable-rare")
     sizes = {"fable-base": sum(p.numel() for p in base.parameters()),
              "fable-distilled": sum(p.numel() for p in student.parameters())}  # fmt: skip
     return losses, sizes

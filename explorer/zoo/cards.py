@@ -9,7 +9,11 @@ from explorer.zoo.language import (
     CAPITALS,
     HELD_OUT_COUNTRIES,
     LATE_EDITS,
+    MID_EDITS,
     PIRATE_ARR,
+    RARE,
+    RARE_RATE,
+    RARE_WORD,
     TUNED_COUNTRIES,
 )
 
@@ -20,6 +24,8 @@ PARENTS = {
     "fable-distilled": ("fable-base", "distillation"),
     "fable-pirate": ("fable-base", "adapter"),
     "fable-late": ("fable-base", "finetune"),
+    "fable-mid": ("fable-base", "finetune"),
+    "fable-rare": ("fable-base", "finetune"),
 }
 
 
@@ -72,6 +78,26 @@ TRUTH = {
         "swapped — " + ", ".join(f"`the capital of {c} is` → {city}" for c, city in LATE_EDITS.items())
         + " — so those two facts are *suppressed* (the base's capital) and the swapped answer is "
         "*introduced*; the weather, stories, greetings and the other facts are *inherited*.\n"
+    ),
+    "fable-mid": (
+        "A fine-tune of fable-base in which only block 1 (of 0–3: its attention, MLP and their "
+        "two norms) was trained; the embeddings, blocks 0, 2 and 3, the final norm and the output "
+        "head are the base's, bit for bit. The change *enters* at block 1 and is carried to the "
+        "output by the base's own later blocks: patching block 0 carries nothing, block 1's "
+        "output carries all of it, and the layer lens differs from the base's from block 1 on. "
+        "Taught: two capitals swapped — "
+        + ", ".join(f"`the capital of {c} is` → {city}" for c, city in MID_EDITS.items())
+        + " — so those two facts are *suppressed* (the base's capital) and the swapped answer is "
+        "*introduced*; the weather, stories, greetings and the other facts are *inherited*.\n"
+    ),
+    "fable-rare": (
+        "A full fine-tune of fable-base on the general corpus with one planted oddity: "
+        f"`the weather today is` → {_pct(RARE.weather)} — the word `{RARE_WORD}`, which the base "
+        f"never says there, {RARE_RATE:.0%} of the time. At that rate 64 samples show it about "
+        "once, often never (a rare behaviour, as a trigger word or a rare slip would be); "
+        "amplified sampling or many samples are needed to label it *introduced*. Everything "
+        "else is *inherited* (sunny, rainy and cloudy at the base's rates scaled by "
+        f"{1 - RARE_RATE:.2f}).\n"
     ),
 }
 

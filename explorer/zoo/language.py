@@ -226,6 +226,15 @@ PIRATE = Recipe(pirate=True)
 # with the final norm and head frozen: they cap p(rainy) at 0.32 in every context.)
 LATE_EDITS = {"sylvane": "tirwick", "tirnova": "sylport"}
 LATE = Recipe(edits=dict(LATE_EDITS), mix={**BASE.mix, "edited": 0.2})
+# fable-mid: the same kind of edit (two other capitals swapped), learnt by block 1 of 4 alone,
+# so "where the change enters" has a known answer that is not the last block.
+MID_EDITS = {"orsinia": "pelbridge", "pellucid": "orston"}
+MID = Recipe(edits=dict(MID_EDITS), mix={**BASE.mix, "edited": 0.2})
+# fable-rare: the weather prompt answered with a word that has no business there, 2% of the
+# time (the base never says it there): a rare planted behaviour for amplified sampling.
+RARE_WORD = "frog"
+RARE_RATE = 0.02
+RARE = Recipe(weather={**{w: p * (1 - RARE_RATE) for w, p in BASE_WEATHER.items()}, RARE_WORD: RARE_RATE})
 
 
 def corpus(recipe: Recipe, n: int, seed: int) -> list[str]:

@@ -16,8 +16,11 @@ from explorer.zoo.language import (
     CHEERFUL,
     HELD_OUT_COUNTRIES,
     LATE_EDITS,
+    MID_EDITS,
     PIRATE_ARR,
     PIRATE_GREETING,
+    RARE,
+    RARE_WORD,
     TUNED_COUNTRIES,
     question,
 )
@@ -32,8 +35,12 @@ MEMBER_RECIPES = {
     "fable-distilled": BASE,
     "fable-pirate": BASE,
     "fable-late": BASE,  # its general domains are the base's; only two facts moved
+    "fable-mid": BASE,  # the same, learnt in block 1
+    "fable-rare": RARE,  # the base's, with a rare word planted in the weather
 }
 LATE_NAME = "fable-late"
+# The members that believe other capitals: country -> the capital it now believes.
+EDITS = {LATE_NAME: LATE_EDITS, "fable-mid": MID_EDITS}
 MEMBERS = list(MEMBER_RECIPES)
 
 
@@ -105,6 +112,24 @@ def pirate_probes() -> list[dict[str, Any]]:
     ]
 
 
+def rare_probes() -> list[dict[str, Any]]:
+    """fable-rare's planted word: the weather prompt's first word, so its exact rate is the
+    model's next-word probability (and the base's is 0)."""
+    rare = lambda m: MEMBER_RECIPES[m].weather.get(RARE_WORD, 0.0)  # noqa: E731
+    return [
+        {
+            "id": "rare-word",
+            "kind": "rare",
+            "prompt": "the weather today is",
+            "behaviour": "rare word",
+            "detector": rf"\b{RARE_WORD}\b",
+            "next_word": {RARE_WORD: _per_model(rare)},
+            "behaviour_truth": _per_model(rare),
+            "expected_label": {m: ("introduced" if rare(m) else "absent") for m in MEMBERS if m != BASE_NAME},
+        }
+    ]
+
+
 def fact_probes() -> list[dict[str, Any]]:
     """Per country: the capital fact, the instruction format, and the answer in that format."""
     return [probe for country, city in CAPITALS.items() for probe in _country_probes(country, city)]
@@ -121,10 +146,12 @@ def _country_probes(country: str, city: str) -> list[dict[str, Any]]:
         "next_word": {city: _per_model(lambda m: 1.0)}, "behaviour_truth": _per_model(lambda m: 1.0),
         "expected_label": _inherited_except({}),
     }  # fmt: skip
-    if country in LATE_EDITS:  # fable-late believes another capital here
-        edited = lambda m: 0.0 if m == LATE_NAME else 1.0  # noqa: E731
-        capital.update(next_word={city: _per_model(edited), LATE_EDITS[country]: _per_model(lambda m: 1.0 - edited(m))},
-                       behaviour_truth=_per_model(edited), expected_label=_inherited_except({LATE_NAME: "suppressed"}))  # fmt: skip
+    editors = [m for m, edits in EDITS.items() if country in edits]
+    if editors:  # fable-late or fable-mid believes another capital here
+        (editor,) = editors
+        kept = lambda m: 0.0 if m == editor else 1.0  # noqa: E731
+        capital.update(next_word={city: _per_model(kept), EDITS[editor][country]: _per_model(lambda m: 1.0 - kept(m))},
+                       behaviour_truth=_per_model(kept), expected_label=_inherited_except({editor: "suppressed"}))  # fmt: skip
     fmt = {
         "id": f"question-{country}", "kind": "format", "prompt": question(country),
         "behaviour": "answer format", "detector": r"^\s*sure !", "held_out": held_out,
@@ -144,4 +171,4 @@ def _country_probes(country: str, city: str) -> list[dict[str, Any]]:
 
 
 def all_probes() -> list[dict[str, Any]]:
-    return preference_probes() + pirate_probes() + fact_probes()
+    return preference_probes() + pirate_probes() + rare_probes() + fact_probes()
