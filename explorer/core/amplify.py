@@ -81,16 +81,52 @@ class PathMixer:
         self.base, self.lam, self.raw = base, float(lam), []
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        base = self.base.logits(input_ids)  # (rows, vocab)
-        width = min(base.shape[-1], scores.shape[-1])  # a padded embedding table: extra ids never occur
-        desc = scores[:, :width]
-        diff = desc - base[:, :width]
-        mixed = base[:, :width] + self.lam * diff if self.lam <= 0.5 else desc + (self.lam - 1) * diff
-        mixed = torch.nan_to_num(mixed, nan=-torch.inf)  # -inf in both models stays -inf
-        if width < scores.shape[-1]:
-            mixed = torch.cat([mixed, torch.full_like(scores[:, width:], -torch.inf)], dim=-1)
+        mixed = mix(self.base.logits(input_ids), scores, self.lam)  # (rows, vocab)
         self.raw.append(mixed)
         return mixed
+
+
+def mix(base: torch.Tensor, desc: torch.Tensor, lam: float) -> torch.Tensor:
+    """`z_base + λ (z_desc − z_base)` (rows, vocab), in the descendant's width: computed from the
+    nearer end, so λ = 0 gives the base's logits and λ = 1 the descendant's bit for bit."""
+    width = min(base.shape[-1], desc.shape[-1])  # a padded embedding table: extra ids never occur
+    near, far = desc[:, :width], base[:, :width]
+    diff = near - far
+    mixed = far + lam * diff if lam <= 0.5 else near + (lam - 1) * diff
+    mixed = torch.nan_to_num(mixed, nan=-torch.inf)  # -inf in both models stays -inf
+    if width < desc.shape[-1]:
+        mixed = torch.cat([mixed, torch.full_like(desc[:, width:], -torch.inf)], dim=-1)
+    return mixed
+
+
+class PathNext:
+    """The mixture's next-token logits after each prefix (for `explorer.core.exact`): the base's
+    and the descendant's, each from its own prompt cache, mixed as the sampler mixes them."""
+
+    def __init__(self, base: Member, desc: Member, prompt: str, params: SamplingParams, lam: float) -> None:
+        from explorer.core.exact import ModelNext
+
+        model, off = base_half(base, desc)
+        self.base = ModelNext(base if model is base.model else desc, prompt, params, context=off)
+        self.desc, self.lam = ModelNext(desc, prompt, params), lam
+
+    def __call__(self, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
+        return mix(self.base(prefixes), self.desc(prefixes), self.lam)
+
+
+def exact_along_path(family: Family, prompt: str, descendant: str, pattern: Any, lambdas: Sequence[float],
+                     params: SamplingParams | None = None, max_rows: int = 256) -> pd.DataFrame:  # fmt: skip
+    """The exact probability of `pattern` at each λ of the path (see explorer.core.exact): lam,
+    p, lo, hi. The truth the amplified samples and the λ = 1 extrapolation are checked against."""
+    from explorer.core.exact import exact_probability
+
+    params = params or SamplingParams()
+    base, desc = check_path(family, descendant)
+    rows = []
+    for lam in check_lambdas(lambdas):
+        found = exact_probability(desc, prompt, pattern, params, max_rows, next_tokens=PathNext(base, desc, prompt, params, lam))
+        rows.append({"lam": lam, "p": found.p, "lo": found.lo, "hi": found.hi})
+    return pd.DataFrame(rows, columns=["lam", "p", "lo", "hi"])
 
 
 def base_half(base: Member, descendant: Member) -> tuple[Any, Callable[[], Any]]:

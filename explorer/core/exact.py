@@ -26,6 +26,7 @@ takes any source of next-token logits (an amplified mixture, `explorer.core.ampl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -80,8 +81,8 @@ class ModelNext:
     """A local member's next-token logits after its prompt (its own model input, as sampling
     gives it) and each given prefix of generated ids; the prompt runs once, its cache shared."""
 
-    def __init__(self, member: Member, prompt: str, params: SamplingParams) -> None:
-        self.member = member
+    def __init__(self, member: Member, prompt: str, params: SamplingParams, context: Any = contextlib.nullcontext) -> None:
+        self.member, self.context = member, context  # context: e.g. a LoRA's adapter switched off
         self.prompt = encode_prompt(member, model_input(member, prompt, params.chat), params.max_new_tokens)
         self.keyword = cache_keyword(member.model)
         self.root, self.cache = None, None
@@ -89,6 +90,10 @@ class ModelNext:
     @torch.no_grad()
     def __call__(self, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
         """(rows, vocab) logits; all prefixes have the same length."""
+        with self.context():
+            return self._logits(prefixes)
+
+    def _logits(self, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
         depth = len(prefixes[0])
         if self.keyword is None:  # no cache: every row whole
             ids = torch.cat([self.prompt.expand(len(prefixes), -1), torch.tensor(prefixes).reshape(len(prefixes), depth)], 1)

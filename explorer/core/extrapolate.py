@@ -47,23 +47,40 @@ def rates_by_lambda(samples: Any, behaviours: dict[str, Any]) -> pd.DataFrame:
 
 def firth_logistic(x: np.ndarray, k: np.ndarray, m: np.ndarray, steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Firth-penalised binomial logistic fit of logit p = a + b x to k successes of m trials at
-    each x: the coefficients (a, b) and their covariance (the inverse Fisher information)."""
+    each x: the coefficients (a, b) and their covariance (the inverse Fisher information).
+    Newton steps on the penalised likelihood, halved until it rises (as R's logistf does)."""
     design = np.column_stack([np.ones_like(x), x])  # (points, 2)
     beta = np.zeros(2)
+    current = _penalised(design, k, m, beta)
     for _ in range(steps):
         p = 1 / (1 + np.exp(-(design @ beta)))
         w = m * p * (1 - p)
-        info = design.T @ (design * w[:, None])  # (2, 2)
-        cov = np.linalg.inv(info)
+        cov = np.linalg.inv(design.T @ (design * w[:, None]))  # (2, 2)
         hat = w * np.einsum("ij,jk,ik->i", design, cov, design)  # leverage of each point
-        score = design.T @ (k - m * p + hat * (0.5 - p))
-        step = cov @ score
-        beta = beta + np.clip(step, -5, 5)
-        if np.abs(step).max() < 1e-8:
+        step = cov @ (design.T @ (k - m * p + hat * (0.5 - p)))
+        step *= min(1.0, 5.0 / max(np.abs(step).max(), 1e-300))
+        for _ in range(40):
+            value = _penalised(design, k, m, beta + step)
+            if value >= current - 1e-12:
+                break
+            step /= 2
+        beta, current = beta + step, value
+        if np.abs(step).max() < 1e-9:
             break
+    return beta, _covariance(design, m, beta)
+
+
+def _penalised(design: np.ndarray, k: np.ndarray, m: np.ndarray, beta: np.ndarray) -> float:
+    """The binomial log-likelihood plus Firth's ½ log det of the Fisher information."""
+    eta = design @ beta
+    loglik = float(np.sum(k * -np.logaddexp(0, -eta) + (m - k) * -np.logaddexp(0, eta)))
+    sign, logdet = np.linalg.slogdet(np.linalg.inv(_covariance(design, m, beta)))
+    return loglik + 0.5 * logdet if sign > 0 else -np.inf
+
+
+def _covariance(design: np.ndarray, m: np.ndarray, beta: np.ndarray) -> np.ndarray:
     p = 1 / (1 + np.exp(-(design @ beta)))
-    info = design.T @ (design * (m * p * (1 - p))[:, None])
-    return beta, np.linalg.inv(info)
+    return np.linalg.inv(design.T @ (design * (m * p * (1 - p))[:, None]))
 
 
 def extrapolate(rates: pd.DataFrame, at: float = 1.0) -> pd.DataFrame:
