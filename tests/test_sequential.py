@@ -67,17 +67,17 @@ def _simulate_chunk(probs, words, runs, rng):
     return stop, at_stop
 
 
-@pytest.mark.parametrize("prompt", ["the weather today is", "the traveller said"])
-def test_stopping_when_all_are_decided_keeps_the_family_wise_rate(fable, prompt):
+@pytest.mark.parametrize("prompt, runs", [("the weather today is", RUNS), ("the traveller said", 300)])
+def test_stopping_when_all_are_decided_keeps_the_family_wise_rate(fable, prompt, runs):
     words, probs = first_word_truth(fable, prompt)
-    stops, labels, models = simulate(probs, words, RUNS)
+    stops, labels, models = simulate(probs, words, runs)
     false = [any(truth_contradicts(labels[r, d, w], probs[models[0]][w], probs[models[d + 1]][w])
                  for d in range(len(models) - 1) for w in range(len(words))) for r in np.flatnonzero(stops > 0)]  # fmt: skip
-    rate = sum(false) / RUNS
+    rate = sum(false) / runs
     print(f"\n{prompt!r}: {len(words)} behaviours × {len(models) - 1} descendants; decided in {np.mean(stops > 0):.1%} "
           f"of runs within {BUDGET}; samples per model at the stop: median {np.median(stops[stops > 0]):.0f} "
           f"(5–95%: {np.percentile(stops[stops > 0], 5):.0f}–{np.percentile(stops[stops > 0], 95):.0f}); "
-          f"runs with a false label {rate:.1%}")  # fmt: skip
+          f"runs with a false label {rate:.1%} of {runs}")  # fmt: skip
     assert rate <= 0.05
     assert np.mean(stops > 0) >= 0.99
     if prompt == "the weather today is":  # every label the truth gives is what the run ends with

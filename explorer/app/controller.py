@@ -10,7 +10,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from explorer.app.amplify_tab import PathActions
 from explorer.app.core import Core
+from explorer.app.deciding import DecideActions
 from explorer.app.derived import (
     attribution_views,
     chosen_tokens,
@@ -35,7 +37,7 @@ CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance":
            "inside": None, "downloads": []}  # fmt: skip
 
 
-class Controller(LayerActions):
+class Controller(LayerActions, PathActions, DecideActions):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -204,7 +206,8 @@ class Controller(LayerActions):
             cross = err.partial.cross
             kept = f"the scores under {', '.join(cross['scorer'].unique())}" if cross is not None and len(cross) else "no cross-scores"
             return {"cross": cross, "status": f"Stopped while scoring: kept the samples and {kept}"}
-        return {"cross": scored.cross, "log_ratio": scored.log_ratio, "status": summary(samples)}
+        return {"cross": scored.cross, "log_ratio": scored.log_ratio, "provenance": scored.provenance,
+                "findings": scored.findings, "status": summary(samples)}  # fmt: skip
 
     def _analysed(self, family, samples, behaviours=None) -> dict:
         """Everything the tabs show that follows from the samples, all at once."""

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from explorer.core.errors import Cancelled
 from explorer.core.family import Family
 from explorer.core.member import Member, encode_prompt, model_input
 from explorer.core.params import CancelToken, ProgressFn, SamplingParams, check_cancel, check_prompt
@@ -203,15 +204,23 @@ def amplify(
     values = check_lambdas(lambdas)
     base, desc = check_path(family, descendant)
     results, members = [], []
-    for lam in values:
-        check_cancel(cancel)
-        member, result = sample_at(base, desc, prompt, params, lam, batch_size, progress, cancel)
-        members.append(member)
-        results.append(result)
+    try:
+        for lam in values:
+            check_cancel(cancel)
+            member, result = sample_at(base, desc, prompt, params, lam, batch_size, progress, cancel)
+            members.append(member)
+            results.append(result)
+    except Cancelled as err:  # Stop: keep the λ that finished
+        done = _path_set(family, prompt, params, members, results, values, descendant) if results else None
+        raise Cancelled("cancelled", partial=done) from err
+    return _path_set(family, prompt, params, members, results, values, descendant)
+
+
+def _path_set(family, prompt, params, members, results, values, descendant) -> Any:
     samples = sample_set(family, prompt, params, members, results)
-    lam_of = {m.ref.label: lam for m, lam in zip(members, values, strict=True)}
+    lam_of = {m.ref.label: lam for m, lam in zip(members, values, strict=False)}
     samples.df["lam"] = samples.df["model"].map(lam_of).astype(float)
-    samples.meta["amplify"] = {"base": base.ref.label, "descendant": descendant, "lambdas": values}
+    samples.meta["amplify"] = {"base": family.base.label, "descendant": descendant, "lambdas": list(lam_of.values())}
     return samples
 
 

@@ -15,6 +15,7 @@ page showed then (each as "this normalised answer"), so later rounds count the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -84,11 +85,40 @@ class Decision:
         return f"{done} ({self.rounds} rounds): {why}."
 
 
-def cluster_behaviours(samples: SampleSet, top: int = TOP_CLUSTERS) -> dict[str, Callable[[str], bool]]:
+@dataclass(frozen=True)
+class ClusterIs:
+    """A behaviour: the response's normalised text is `cluster` (an answer cluster, fixed)."""
+
+    cluster: str
+
+    def __call__(self, text: str) -> bool:
+        return (normalise(text) or "(empty)") == self.cluster
+
+
+def cluster_behaviours(samples: SampleSet, top: int = TOP_CLUSTERS) -> dict[str, ClusterIs]:
     """The `top` answer clusters of `samples` as fixed behaviours ("≈ sunny": the normalised
     answer is "sunny"), so that later rounds count the same answers."""
     clusters = assign_clusters(samples).value_counts(sort=True).index[:top]
-    return {f"≈ {c}": (lambda text, c=c: (normalise(text) or "(empty)") == c) for c in clusters}
+    return {f"≈ {c}": ClusterIs(str(c)) for c in clusters}
+
+
+def describe(behaviours: dict[str, Any]) -> dict[str, Any]:
+    """Behaviours as saved with decided samples: a regex's text, a cluster as {"cluster": …}."""
+    out = {}
+    for name, spec in behaviours.items():
+        if isinstance(spec, ClusterIs):
+            out[name] = {"cluster": spec.cluster}
+        elif isinstance(spec, str) or hasattr(spec, "pattern"):
+            out[name] = spec if isinstance(spec, str) else spec.pattern
+    return out
+
+
+def decided_behaviours(samples: SampleSet) -> dict[str, Any] | None:
+    """The behaviours a decided SampleSet was decided on (None: it was not decided)."""
+    saved = samples.meta.get("decided", {}).get("behaviours")
+    if saved is None:
+        return None
+    return {k: ClusterIs(v["cluster"]) if isinstance(v, dict) else v for k, v in saved.items()}
 
 
 def decide(
@@ -112,8 +142,7 @@ def decide(
     while True:
         reason = _why_stop(now, budget, seconds, time.perf_counter() - started)
         if reason:
-            now.reason, now.seconds = reason, time.perf_counter() - started
-            return now
+            return _finished(now, reason, started)
         if on_look is not None:
             on_look(now)
         now = _next_round(family, now, exact, progress, cancel, started)
@@ -140,6 +169,15 @@ def _round_seconds(now: Decision) -> float:
     return per_sample * round_size(now.per_model) * len(now.samples.models)
 
 
+def _finished(now: Decision, reason: str, started: float) -> Decision:
+    """`now` as the final look: why it stopped, and what it was decided on, kept with the
+    samples (a saved session or report labels them the same way again)."""
+    now.reason, now.seconds = reason, time.perf_counter() - started
+    decided = {"behaviours": describe(now.behaviours), "reason": reason, "looks": now.history}
+    now.samples = dataclasses.replace(now.samples, meta={**now.samples.meta, "decided": decided})
+    return now
+
+
 def _next_round(family, now: Decision, exact, progress, cancel, started: float) -> Decision:
     s = now.samples
     size = min(round_size(now.per_model), MAX_N - now.per_model)
@@ -147,8 +185,7 @@ def _next_round(family, now: Decision, exact, progress, cancel, started: float) 
     try:
         fresh = sample(family, s.prompt, models=s.models, progress=progress, cancel=cancel, **params)
     except Cancelled as err:
-        now.reason, now.seconds = "stopped", time.perf_counter() - started
-        raise Cancelled("stopped", partial=now) from err
+        raise Cancelled("stopped", partial=_finished(now, "stopped", started)) from err
     merged = extend(s, fresh, now.per_model)
     after = Decision(merged, sequential_provenance(merged, now.behaviours, exact=exact), now.behaviours,
                      now.rounds + 1, history=now.history)  # fmt: skip

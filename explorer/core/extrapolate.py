@@ -125,3 +125,16 @@ def fitted_curve(rates: pd.DataFrame, at: float = 1.0, points: int = 40) -> pd.D
         for lam in np.linspace(at, float(group["lam"].max()), points):
             rows.append({"behaviour": name, "lam": float(lam), "rate": float(1 / (1 + np.exp(-(beta[0] + beta[1] * lam))))})
     return pd.DataFrame(rows, columns=["behaviour", "lam", "rate"])
+
+
+def sentences(fits: pd.DataFrame, descendant: str) -> list[str]:
+    """One sentence per behaviour: its λ = 1 rate read back, the interval and how it was fitted."""
+    out = []
+    for row in fits.itertuples():
+        if row.estimate != row.estimate:  # NaN: no line could be drawn
+            out.append(f"“{row.behaviour}”: {row.note}")
+            continue
+        out.append(f"“{row.behaviour}” in {descendant}: about {row.estimate:.2%} (95% interval {row.lo:.2%}–{row.hi:.2%}), "
+                   f"read back from λ = {row.fitted_on} along a log-odds line (slope {row.slope:.1f} per unit λ; "
+                   f"Firth-penalised binomial fit, Wald interval on the log-odds)")  # fmt: skip
+    return out

@@ -112,9 +112,25 @@ def provenance(
         }
         for m in models:
             rows.append(_row(name, m, counts[m]) | _judged(counts[base], counts[m], m == base, intervals))
-    alpha = each_alpha(intervals)
-    table = exact_columns(pd.DataFrame(rows, columns=COLUMNS), exact, lambda r: Rate.counted(r["count"], r["n"], alpha))
+    table = with_exact(pd.DataFrame(rows, columns=COLUMNS), exact)
+    table.attrs["patterns"] = patterns({k: v for k, v in (behaviours or {}).items() if k in hits})
     return _with_skipped(table, skipped, warn)
+
+
+def patterns(behaviours: dict[str, Any]) -> dict[str, str]:
+    """The regex behaviours by name, as text (what an exact figure can be computed for)."""
+    return {k: v if isinstance(v, str) else v.pattern for k, v in behaviours.items()
+            if isinstance(v, (str, re.Pattern, regex.Pattern))}  # fmt: skip
+
+
+def with_exact(table: pd.DataFrame, exact: pd.DataFrame | None) -> pd.DataFrame:
+    """A fixed-n provenance table with the exact columns filled and its labels decided again
+    where an exact figure is narrower (see `exact_columns`)."""
+    alpha = each_alpha(int(table["intervals_in_run"].iloc[0])) if len(table) else 1.0
+    kept = dict(table.attrs)
+    table = exact_columns(table, exact, lambda r: Rate.counted(r["count"], r["n"], alpha))
+    table.attrs.update(kept)
+    return table
 
 
 def exact_columns(table: pd.DataFrame, exact: pd.DataFrame | None, sampled: Callable[[Any], Rate]) -> pd.DataFrame:
