@@ -10,7 +10,7 @@ from test_labels import first_word_truth
 
 from explorer.core.confseq import ConfidenceSequence, difference_bounds, paired, rate_bounds
 from explorer.core.decide import decide, looks
-from explorer.core.labels import each_alpha, intervals_per_run, rule_many, truth_contradicts
+from explorer.core.labels import SMALL, each_alpha, intervals_per_run, rule_many, truth_contradicts
 from explorer.core.sequential import judge
 from explorer.zoo import load_probes
 
@@ -21,14 +21,17 @@ CHUNK = 250  # runs simulated at once (memory: runs × cells × round × 9 bets)
 
 def expected_labels(prompt: str, words: list[str], descendants: list[str]) -> dict[tuple[str, str], str]:
     """The truth's labels from the generator's tables: a word a descendant's recipe gives more
-    often than the base's is amplified, less often suppressed, as often inherited."""
+    often than the base's is amplified (introduced where the base is under SMALL), less often
+    suppressed, as often inherited (absent where both are under SMALL)."""
     probe = next(p for p in load_probes() if p["prompt"] == prompt)
-    table = probe["next_word"]
     out = {}
     for word in words:
         for d in descendants:
-            base, desc = table[word]["fable-base"], table[word][d]
-            out[(d, word)] = "amplified" if desc > base else "suppressed" if desc < base else "inherited"
+            base, desc = probe["next_word"][word]["fable-base"], probe["next_word"][word][d]
+            if desc != base:
+                out[(d, word)] = "suppressed" if desc < base else "introduced" if base < SMALL else "amplified"
+            else:
+                out[(d, word)] = "absent" if base < SMALL else "inherited"
     return out
 
 

@@ -342,7 +342,7 @@ class Controller(LayerActions, PathActions, DecideActions):
 
         s = self.state
         family = s.family.to_dict() if s.family is not None else {}
-        return Session(family, s.samples, dict(s.behaviours), s.attribution, s.chosen)
+        return Session(family, s.samples, dict(s.behaviours), s.attribution, s.chosen, s.amplified)
 
     def import_session(self, path) -> bool:
         """Replace the results with a saved session's; a bad file changes nothing."""
@@ -364,6 +364,8 @@ class Controller(LayerActions, PathActions, DecideActions):
             updates["prompt"] = session.samples.prompt
         if session.attribution is not None:
             updates.update(attribution_views(session.attribution))
+        if session.amplified is not None:
+            updates.update(amplified=session.amplified, **self.core.path_tables(session.amplified, session.behaviours))
         name = Path(str(path)).name
         status = (f"Replay of {name}: read-only, no model loaded (load a family to resample)" if replay
                   else f"Imported session from {name}")  # fmt: skip

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ MAX_CANDIDATES = 2048  # next tokens followed per node, most probable first
 TAIL = 1e-7  # a node's next tokens are followed until the rest holds less than this mass
 SETTLED = 1e-4  # unexplored mass at or below which a probability is shown as exact
 MATCH_SECONDS = 5.0  # the pattern's matching time for one walk
+TABLE_SECONDS = 3.0  # one walk's time in a provenance table
 
 
 @dataclass(frozen=True)
@@ -186,19 +188,21 @@ class Walk:
 
 def exact_probability(
     member: Member, prompt: str, pattern: Any, params: SamplingParams, max_rows: int = MAX_ROWS,
-    next_tokens: Any = None, cancel: CancelToken | None = None,
+    next_tokens: Any = None, cancel: CancelToken | None = None, seconds: float | None = None,
 ) -> Exact:  # fmt: skip
     """The probability that `member`'s response to `prompt` under `params` matches `pattern`
-    (a regex), walked as the module docstring says, with at most `max_rows` forward rows.
-    `params.n` and `params.seed` do not matter. Needs local weights (or `next_tokens`)."""
+    (a regex), walked as the module docstring says, with at most `max_rows` forward rows (and
+    `seconds`, checked between batches). `params.n` and `params.seed` do not matter. Needs
+    local weights (or `next_tokens`)."""
     if next_tokens is None and not member.has_weights:
         raise ValueError(f"{member.ref.label}: an exact probability needs the whole next-token distribution; "
                          "a served model returns only its top log-probs")  # fmt: skip
     nexts = next_tokens or ModelNext(member, prompt, params)
     walk = Walk(member.tokenizer, Matcher(pattern, "exact", MATCH_SECONDS), params.max_new_tokens)
     warpers, frontier, rows = sampling_warpers(params), [((), 1.0)], 0
+    deadline = time.monotonic() + seconds if seconds is not None else math.inf
     with fair_share([member.model] if member.has_weights else []):
-        while frontier and rows < max_rows:
+        while frontier and rows < max_rows and time.monotonic() < deadline:
             frontier.sort(key=lambda node: -node[1])
             batch = frontier[: min(BATCH, max_rows - rows)]
             frontier = frontier[len(batch) :]
@@ -228,22 +232,24 @@ def next_distribution(nexts: Any, prefixes: list[tuple[int, ...]], warpers: Any)
 
 def exact_table(
     family: Any, samples: Any, behaviours: dict[str, Any], max_rows: int = MAX_ROWS,
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | None = None, seconds: float | None = TABLE_SECONDS,
 ) -> Any:  # fmt: skip
     """The exact columns of a provenance table (`fx.provenance(..., exact=...)`): per regex
     behaviour and sampled model with local weights, `exact` (shown where settled), its bounds
-    `exact_lo`/`exact_hi` and a note; callables and served models get a note instead."""
+    `exact_lo`/`exact_hi` and a note; callables and served models get a note instead. Each
+    walk has `seconds` (a behaviour that is not settled early keeps wide bounds, not the page)."""
     import pandas as pd
 
     rows = []
     for model in samples.models:
         member = family.load(model) if model in family.labels else None
         for name, spec in behaviours.items():
-            rows.append({"behaviour": name, "model": model, **_exact_row(member, samples, spec, max_rows, cancel)})
+            rows.append({"behaviour": name, "model": model, **_exact_row(member, samples, spec, max_rows, cancel, seconds)})
     return pd.DataFrame(rows, columns=["behaviour", "model", "exact", "exact_lo", "exact_hi", "exact_note"])
 
 
-def _exact_row(member: Any, samples: Any, spec: Any, max_rows: int, cancel: CancelToken | None) -> dict[str, Any]:
+def _exact_row(member: Any, samples: Any, spec: Any, max_rows: int, cancel: CancelToken | None,
+               seconds: float | None) -> dict[str, Any]:  # fmt: skip
     from explorer.core.patterns import PatternTimeout
 
     nothing = {"exact": math.nan, "exact_lo": math.nan, "exact_hi": math.nan}
@@ -252,7 +258,7 @@ def _exact_row(member: Any, samples: Any, spec: Any, max_rows: int, cancel: Canc
     if member is None or not member.has_weights:
         return {**nothing, "exact_note": "no exact figure: needs the model's weights here (a server gives only top log-probs)"}
     try:
-        found = exact_probability(member, samples.prompt, spec, samples.params, max_rows, cancel=cancel)
+        found = exact_probability(member, samples.prompt, spec, samples.params, max_rows, cancel=cancel, seconds=seconds)
     except PatternTimeout:
         return {**nothing, "exact_note": "no exact figure: the pattern ran out of its matching time"}
     return {"exact": found.p if found.settled else math.nan, "exact_lo": found.lo, "exact_hi": found.hi,
