@@ -29,7 +29,15 @@ import torch
 from explorer.core.errors import Cancelled
 from explorer.core.family import Family
 from explorer.core.member import Member, encode_prompt, model_input
-from explorer.core.params import CancelToken, ProgressFn, SamplingParams, check_cancel, check_prompt
+from explorer.core.params import (
+    CancelToken,
+    ProgressFn,
+    SamplingParams,
+    check_cancel,
+    check_prompt,
+    is_int,
+)
+from explorer.core.samples import SampleSet
 from explorer.core.sampling import sample_set
 from explorer.core.teacher import cache_keyword
 from explorer.core.threads import fair_share
@@ -194,13 +202,15 @@ def amplify(
     batch_size: int = 256,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
-) -> Any:
+) -> SampleSet:
     """`n` samples at each λ of the base → `descendant` path: a SampleSet whose `df` has a `lam`
     column and one model name per λ (the base at 0, the descendant at 1, "name λ=4" elsewhere),
     so `variability`, `provenance`, clusters and mining read it unchanged (each λ against the
     base). `rates_by_lambda` and `extrapolate` (explorer.core.extrapolate) read it along λ."""
     params = SamplingParams(n, temperature, top_p, top_k, max_new_tokens, seed, chat)
     check_prompt(prompt)
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     values = check_lambdas(lambdas)
     base, desc = check_path(family, descendant)
     results, members = [], []
@@ -216,7 +226,7 @@ def amplify(
     return _path_set(family, prompt, params, members, results, values, descendant)
 
 
-def _path_set(family, prompt, params, members, results, values, descendant) -> Any:
+def _path_set(family, prompt, params, members, results, values, descendant) -> SampleSet:
     samples = sample_set(family, prompt, params, members, results)
     lam_of = {m.ref.label: lam for m, lam in zip(members, values, strict=False)}
     samples.df["lam"] = samples.df["model"].map(lam_of).astype(float)
@@ -244,7 +254,7 @@ def sample_at(
 
 
 def lambdas_of(samples: Any) -> pd.Series:
-    """Each model's λ in an amplified SampleSet (a KeyError names what is missing otherwise)."""
+    """Each model's λ in an amplified SampleSet (a sentence says so when it is not one)."""
     if "lam" not in samples.df:
         raise ValueError("samples: not an amplified SampleSet (no `lam` column); make one with fx.amplify")
     return samples.df.groupby("model", sort=False)["lam"].first()

@@ -48,7 +48,7 @@ MAX_CANDIDATES = 2048  # next tokens followed per node, most probable first
 TAIL = 1e-7  # a node's next tokens are followed until the rest holds less than this mass
 SETTLED = 1e-4  # unexplored mass at or below which a probability is shown as exact
 MATCH_SECONDS = 5.0  # the pattern's matching time for one walk
-TABLE_SECONDS = 3.0  # one walk's time in a provenance table
+TABLE_SECONDS = 2.0  # one walk's time in a provenance table
 
 
 @dataclass(frozen=True)
