@@ -38,7 +38,7 @@ def ours(family, descendant: str, prompt: str, n: int, max_new: int) -> int:
 
 def bench(family, descendant: str, prompt: str, n: int, max_new: int, repeats: int) -> dict:
     base, desc = family.load(family.base.label), family.load(descendant)
-    ids = {m: encode_prompt(m, model_input(m, prompt, "auto"), max_new).to(m.device) for m in (base, desc)}
+    base_ids, desc_ids = (encode_prompt(m, model_input(m, prompt, "auto"), max_new).to(m.device) for m in (base, desc))
     ours_rates, pair_rates = [], []
     ours(family, descendant, prompt, n, max_new)  # warm-up
     for _ in range(repeats):
@@ -46,7 +46,7 @@ def bench(family, descendant: str, prompt: str, n: int, max_new: int, repeats: i
         tokens = ours(family, descendant, prompt, n, max_new)
         ours_rates.append(tokens / (time.perf_counter() - start))
         start = time.perf_counter()
-        tokens = bare(desc, ids[desc], n, max_new) + bare(base, ids[base], n, max_new)
+        tokens = bare(desc, desc_ids, n, max_new) + bare(base, base_ids, n, max_new)
         pair_rates.append(tokens / 2 / (time.perf_counter() - start))
     return {"model": f"{family.base.label} → {descendant}", "ours": statistics.median(ours_rates),
             "pair": statistics.median(pair_rates)}  # fmt: skip

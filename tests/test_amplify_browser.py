@@ -4,6 +4,8 @@ Screenshots go to test-output/ (docs/ keeps one of each)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browser import browser_page, no_traceback, screenshot, served
 from test_layout_browser import OVERFLOWING, READY, visible_charts
@@ -19,15 +21,15 @@ def test_a_decided_findings_page_and_the_rate_against_lambda(width=1400):
         page.goto(url, timeout=120_000)
         page.wait_for_function(READY, timeout=120_000)
         page.locator(".widget-dropdown select").first.select_option("fable-all")
-        page.get_by_role("button", name="Load", exact=True).click()
+        page.get_by_role("button", name=re.compile(r"Load$")).click()
         page.wait_for_function("() => document.body.innerText.includes('fable-rare —')", timeout=120_000)
         page.wait_for_function(READY, timeout=120_000)
-        page.get_by_role("button", name="Resample", exact=True).click()
+        page.get_by_role("button", name="Resample").click()
         page.wait_for_function("() => document.querySelectorAll('.fx-cell').length >= 7", timeout=120_000)
         page.wait_for_function(READY, timeout=120_000)
-        page.get_by_role("button", name="Sample until decided", exact=True).click()
+        page.get_by_role("button", name="Sample until decided").click()
         page.wait_for_function("() => document.body.innerText.includes('Sample until every label is decided: up to 1024')", timeout=60_000)
-        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("button", name="Run").click()
         page.wait_for_function(DECIDED, timeout=300_000)
         page.wait_for_function(READY, timeout=120_000)
         findings = page.inner_text(".fx-findings")
@@ -39,7 +41,7 @@ def test_a_decided_findings_page_and_the_rate_against_lambda(width=1400):
         page.locator(".fx-amplify select").first.select_option("fable-rare")
         page.locator(".fx-amplify input[type=text]").first.fill("0, 1, 1.25, 1.5, 1.75, 2, 4")
         page.locator(".fx-amplify input[type=text]").first.press("Tab")
-        page.get_by_role("button", name="Amplify", exact=True).click()
+        page.get_by_role("button", name="Amplify").click()
         page.wait_for_function(DRAWN, timeout=120_000)
         visible_charts(page, 1)
         text = page.inner_text(".fx-amplify")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import regex
 import torch
 from captum.attr import (
     FeatureAblation,
@@ -91,7 +92,8 @@ def test_the_exact_probability_follows_multi_token_words_to_the_end(real):
     adapter = fx.exact_probability(real.load(ADAPTER), HELD_OUT, AHOY["ahoy"], params)
     samples = fx.sample(real, HELD_OUT, n=16, max_new_tokens=3, seed=0)
     first = samples.first_token[samples.first_token["model"] == BASE]
-    could = float(first[first["token"].str.lower().map(lambda t: "ahoy".startswith(t.strip()) and t.strip() != "")]["prob"].sum())
+    begins = regex.compile(AHOY["ahoy"])  # the old figure: first tokens whose text could begin a match
+    could = float(first[first["token"].map(lambda t: (m := begins.search(t, partial=True)) is not None and m.start() < len(t))]["prob"].sum())
     print(f"\nbase: exact {base.p:.2e} (+{base.unexplored:.1e} unexplored, {base.rows} rows), first-token figure {could:.3f}; "
           f"adapter: exact {adapter.p:.4f} (+{adapter.unexplored:.1e}, {adapter.rows} rows)")  # fmt: skip
     assert could > 0.05 and base.hi < 0.01  # what the old figure said, and the truth

@@ -85,7 +85,8 @@ class DecideActions:
         if not 1 <= s.decide_budget <= 4096 or s.decide_seconds < 0:
             self.fail("Budget: 1 to 4096 samples per model, and a time limit of 0 (none) or more seconds.")
             return None
-        family, samples, behaviours = s.family.subset(list(s.selected)), s.samples, dict(s.behaviours)
+        samples, behaviours = s.samples, dict(s.behaviours)
+        family = s.family.subset([m for m in samples.models if m in s.family.labels[1:]])  # the models on the page
         budget, seconds = s.decide_budget, (s.decide_seconds or None)
 
         def work(job: Any) -> dict[str, Any]:
