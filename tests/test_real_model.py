@@ -85,7 +85,7 @@ def test_the_injected_behaviour_is_introduced_and_a_shared_one_inherited(real):
 
 def test_the_exact_probability_follows_multi_token_words_to_the_end(real):
     """"Ahoy" is two tokens here ("Ah" + "oy"). The old figure, the chance that the first token
-    could begin a match, read about 0.085 for the base (its "A…"/"Ah…" tokens), which never says
+    could begin a match, read 0.031 for the base on this prompt (0.085 on the one the issue quotes) (its "A…"/"Ah…" tokens), which never says
     it; the exact walk follows those tokens until they can no longer spell "ahoy"."""
     params = SamplingParams(max_new_tokens=3)
     base = fx.exact_probability(real.load(BASE), HELD_OUT, AHOY["ahoy"], params)
@@ -96,7 +96,7 @@ def test_the_exact_probability_follows_multi_token_words_to_the_end(real):
     could = float(first[first["token"].map(lambda t: (m := begins.search(t, partial=True)) is not None and m.start() < len(t))]["prob"].sum())
     print(f"\nbase: exact {base.p:.2e} (+{base.unexplored:.1e} unexplored, {base.rows} rows), first-token figure {could:.3f}; "
           f"adapter: exact {adapter.p:.4f} (+{adapter.unexplored:.1e}, {adapter.rows} rows)")  # fmt: skip
-    assert could > 0.05 and base.hi < 0.01  # what the old figure said, and the truth
+    assert could > 0.02 and base.hi < 0.005  # what the old figure said (0.031 here), and the truth
     assert adapter.lo > 0.95 and adapter.unexplored < 0.01
     table = fx.provenance(samples, AHOY, exact=fx.exact_table(real, samples, AHOY)).set_index("model")
     assert table.loc[ADAPTER, "label"] == "introduced" and table.loc[BASE, "exact_hi"] < 0.01

@@ -143,8 +143,35 @@ def base_half(base: Member, descendant: Member) -> tuple[Any, Callable[[], Any]]
     LoRA's own weights with its adapter switched off, else the base's model."""
     model = descendant.model
     if descendant.ref.adapter and hasattr(model, "disable_adapter"):
-        return model, model.disable_adapter
+        return model, adapter_switch(model)
     return base.model, contextlib.nullcontext
+
+
+def adapter_switch(model: Any) -> Callable[[], Any]:
+    """A context that switches a peft model's adapters off, cheaply enough for every step.
+
+    peft's own `disable_adapter()` walks every module twice per use and resets which weights
+    want gradients (measured: a third of an amplified fable-pirate run); here the adapter layers
+    are found once and only their off switch is flipped, and put back as it was. Falls back to
+    peft's context where its layers keep the switch elsewhere."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers or not all(hasattr(m, "_disable_adapters") for m in layers):
+        return model.disable_adapter
+
+    @contextlib.contextmanager
+    def off():
+        before = [m._disable_adapters for m in layers]
+        for m in layers:
+            m._disable_adapters = True
+        try:
+            yield
+        finally:
+            for m, was in zip(layers, before, strict=True):
+                m._disable_adapters = was
+
+    return off
 
 
 def mixer_for(base: Member, descendant: Member, prompt: str, params: SamplingParams, lam: float):
