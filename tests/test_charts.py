@@ -99,7 +99,7 @@ def test_length_chart(samples):
     assert x["type"] == "ordinal" and x["scale"]["domain"] == [2, 3]  # whole lengths, a bar for each
     assert sorted((r["n_tokens"], r["samples"]) for r in data_of(spec)) == [(2, 3), (2, 4), (3, 1)]  # per model and length
     many = pd.DataFrame({"model": ["a", "b"] * 3000, "n_tokens": list(range(6)) * 1000})  # a decided run's samples
-    assert len(data_of(charts.length_chart(many).to_dict())) == 12  # not altair's 5000-row error
+    assert len(data_of(charts.length_chart(many).to_dict())) == 6  # not altair's 5000-row error
     png(chart)
 
 
