@@ -77,7 +77,8 @@ def test_the_rate_at_one_is_read_back_from_the_amplified_rates(rare):
     exact = exact_along_path(rare, PROMPT, "fable-rare", FROG["frog"], (1, *FITTED), params).set_index("lam")["p"]
     truth, rng = exact[1.0], np.random.default_rng(0)
     drawn = [pd.DataFrame({"behaviour": "frog", "model": [str(v) for v in FITTED], "lam": FITTED, "n": 2 * N,
-                           "count": rng.binomial(2 * N, exact[list(FITTED)].to_numpy())}) for _ in range(RUNS)]  # fmt: skip
+                           "count": rng.binomial(2 * N, exact[list(FITTED)].to_numpy())}).eval("freq = count / n")
+             for _ in range(RUNS)]  # fmt: skip
     real = draw(rare, FITTED, 2 * N, runs=CHUNK // (2 * N))
     rates = rates_by_lambda(real, FROG).set_index("lam")
     for lam in FITTED:  # each λ's 3200 samples within 99.9% of its exact rate

@@ -25,6 +25,10 @@ def test_the_rate_against_lambda_chart_shows_intervals_the_line_and_the_read_bac
     assert read_point["encoding"]["x"]["field"] == "at" and "read back at λ = 1" in str(read_point["encoding"]["tooltip"])
     alone = rate_by_lambda_chart(rates.assign(count=0)).to_dict()  # nothing to fit: intervals and rates only
     assert len(alone["layer"]) == 2
+    falling = rates.assign(behaviour="sunny", count=[32, 30, 10, 2], freq=lambda t: t["count"] / 64)
+    notes = extrapolate(pd.concat([rates, falling, rates.assign(behaviour="deer", count=[0, 0, 1, 2], freq=lambda t: t["count"] / 64)]))
+    assert notes["note"].tolist() == ["", "not amplified along the path: its rate at λ = 1 is measured there directly (47%)",
+                                      "never common above λ = 1 (at most 3%): nothing to read back"]  # fmt: skip
 
 
 def test_a_session_keeps_and_reports_amplified_and_decided_samples(fable, tmp_path):

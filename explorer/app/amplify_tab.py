@@ -152,11 +152,12 @@ class AmplifyView(w.VBox):
         self.go = w.Button(description="Amplify", icon="search-plus", button_style="primary")
         self.go.on_click(lambda _: ctl.amplify())
         self.info, self.chart, self.sentences, self.table = w.HTML(), chart_box(""), w.HTML(), w.HTML()
+        folded = w.Accordion(children=[self.table], titles=("Rates at every λ (table)",), selected_index=None)
         state.observe(self.redraw, names=["amplified", "path_rates", "path_fits", "running", "weights"])
         state.observe(self.redraw_descendants, names=["available", "selected"])
         super().__init__([w.HTML(f"<div class='fx-note'>{INTRO}</div>"),
                           w.HBox([self.descendant, self.lambdas, self.n, self.go], layout=w.Layout(flex_flow="row wrap")),
-                          self.info, self.chart, self.sentences, self.table])  # fmt: skip
+                          self.info, self.chart, self.sentences, folded])  # fmt: skip
         self.add_class("fx-amplify")
         self.redraw_descendants()
         self.redraw()

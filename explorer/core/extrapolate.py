@@ -28,6 +28,7 @@ from explorer.core.provenance import Z95, behaviour_hits, wilson
 RATE_COLUMNS = ["behaviour", "model", "lam", "count", "n", "freq", "lo", "hi"]
 FIT_COLUMNS = ["behaviour", "at", "estimate", "lo", "hi", "fitted_on", "slope", "note"]
 MIN_POINTS = 2  # λ values above the target needed for a line
+COMMON = 0.10  # a behaviour is read back where amplification makes it at least this common
 
 
 def rates_by_lambda(samples: Any, behaviours: dict[str, Any]) -> pd.DataFrame:
@@ -86,21 +87,31 @@ def _covariance(design: np.ndarray, m: np.ndarray, beta: np.ndarray) -> np.ndarr
 def extrapolate(rates: pd.DataFrame, at: float = 1.0) -> pd.DataFrame:
     """Per behaviour, its rate at λ = `at` read from the λ above it (see the module docstring):
     the estimate, a 95% interval, the λ it was fitted on, the slope of the log-odds per unit λ,
-    and a note where no line could be drawn."""
+    and a note where no line is drawn (too few λ, never common there, or not amplified)."""
     rows = []
     for name, group in rates.groupby("behaviour", sort=False):
-        above = group[group["lam"] > at].sort_values("lam")
-        fitted_on = ", ".join(f"{v:g}" for v in above["lam"])
+        points, note = fit_points(group, at)
         row = {"behaviour": name, "at": at, "estimate": math.nan, "lo": math.nan, "hi": math.nan,
-               "fitted_on": fitted_on, "slope": math.nan, "note": ""}  # fmt: skip
-        if len(above) < MIN_POINTS:
-            row["note"] = f"needs at least {MIN_POINTS} λ above {at:g} to fit a line"
-        elif above["count"].sum() == 0:
-            row["note"] = f"never seen at λ = {fitted_on}: nothing to extrapolate from"
-        else:
-            row.update(_fitted(above, at))
-        rows.append(row)
+               "fitted_on": ", ".join(f"{v:g}" for v in points["lam"]), "slope": math.nan, "note": note}  # fmt: skip
+        rows.append(row if note else row | _fitted(points, at))
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
+
+
+def fit_points(group: pd.DataFrame, at: float) -> tuple[pd.DataFrame, str]:
+    """One behaviour's rates above λ = `at` to read it back from, or a sentence why not: a line
+    needs MIN_POINTS λ, and is read only for a behaviour amplification makes common (at least
+    COMMON somewhere above `at`, and more often than at `at` itself); a behaviour already common
+    at `at` is measured there directly."""
+    above = group[group["lam"] > at].sort_values("lam")
+    peak = float(above["freq"].max()) if len(above) else 0.0
+    here = group.loc[group["lam"] == at, "freq"]
+    if len(above) < MIN_POINTS:
+        return above, f"needs at least {MIN_POINTS} λ above {at:g} to fit a line"
+    if peak < COMMON:
+        return above, f"never common above λ = {at:g} (at most {peak:.0%}): nothing to read back"
+    if len(here) and peak <= float(here.iloc[0]):
+        return above, f"not amplified along the path: its rate at λ = {at:g} is measured there directly ({float(here.iloc[0]):.0%})"
+    return above, ""
 
 
 def _fitted(points: pd.DataFrame, at: float) -> dict[str, Any]:
@@ -114,12 +125,12 @@ def _fitted(points: pd.DataFrame, at: float) -> dict[str, Any]:
 
 
 def fitted_curve(rates: pd.DataFrame, at: float = 1.0, points: int = 40) -> pd.DataFrame:
-    """The fitted line of each behaviour as rates over λ from `at` to the largest λ (for the
-    chart): behaviour, lam, rate."""
+    """The fitted line of each behaviour read back (see `fit_points`) as rates over λ from
+    `at` to the largest λ (for the chart): behaviour, lam, rate."""
     rows = []
     for name, group in rates.groupby("behaviour", sort=False):
-        above = group[group["lam"] > at]
-        if len(above) < MIN_POINTS or above["count"].sum() == 0:
+        above, note = fit_points(group, at)
+        if note:
             continue
         beta, _ = firth_logistic(*(above[c].to_numpy(dtype=float) for c in ("lam", "count", "n")))
         for lam in np.linspace(at, float(group["lam"].max()), points):
@@ -132,7 +143,7 @@ def sentences(fits: pd.DataFrame, descendant: str) -> list[str]:
     out = []
     for row in fits.itertuples():
         if row.estimate != row.estimate:  # NaN: no line could be drawn
-            out.append(f"“{row.behaviour}”: {row.note}")
+            out.append(f"“{row.behaviour}”: {row.note}.")
             continue
         out.append(f"“{row.behaviour}” in {descendant}: about {row.estimate:.2%} (95% interval {row.lo:.2%}–{row.hi:.2%}), "
                    f"read back from λ = {row.fitted_on} along a log-odds line (slope {row.slope:.1f} per unit λ; "
