@@ -47,7 +47,7 @@ def test_the_ends_of_the_path_are_the_models_own_samples(rare, descendant):
     """λ = 0 gives the base's samples and λ = 1 the descendant's, token for token, both as
     fx.amplify returns them and through the lock-step mixer itself (the base in step with the
     descendant: the LoRA's own weights with the adapter off)."""
-    params = SamplingParams(n=48, max_new_tokens=8, seed=3)
+    params = SamplingParams(n=32, max_new_tokens=6, seed=3)
     own = fx.sample(rare, PROMPT, models=["fable-base", descendant], **params.to_dict())
     amp = fx.amplify(rare, PROMPT, descendant, lambdas=(0, 1, 2), **params.to_dict())
     base, desc = rare.load("fable-base"), rare.load(descendant)

@@ -12,7 +12,7 @@ from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DECIDED = "() => document.querySelector('.fx-decide').innerText.includes('every label is decided')"
+DECIDED = "() => document.querySelector('.fx-decide').innerText.includes('rounds): every label is decided')"
 DRAWN = "() => document.querySelector('.fx-amplify').innerText.includes('read back from')"
 
 

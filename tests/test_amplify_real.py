@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.real]
 
 
 def test_the_ends_of_the_real_path_are_the_models_own_samples(real):
-    params = SamplingParams(n=4, max_new_tokens=8, seed=1)
+    params = SamplingParams(n=4, max_new_tokens=4, seed=1)
     own = fx.sample(real, HELD_OUT, **params.to_dict())
     base, desc = real.load(BASE), real.load(ADAPTER)
     for lam, label in [(0, BASE), (1, ADAPTER)]:

@@ -85,12 +85,13 @@ def test_the_injected_behaviour_is_introduced_and_a_shared_one_inherited(real):
 
 def test_the_exact_probability_follows_multi_token_words_to_the_end(real):
     """"Ahoy" is two tokens here ("Ah" + "oy"). The old figure, the chance that the first token
-    could begin a match, read 0.031 for the base on this prompt (0.085 on the one the issue quotes) (its "A…"/"Ah…" tokens), which never says
-    it; the exact walk follows those tokens until they can no longer spell "ahoy"."""
-    params = SamplingParams(max_new_tokens=3)
+    could begin a match, read 0.031 for the base on this prompt (0.085 on the one the issue
+    quotes: its "A…" and "Ah…" tokens), which never says it; the exact walk follows those tokens
+    until they can no longer spell "ahoy"."""
+    params = SamplingParams(max_new_tokens=2)  # "Ah" + "oy": two tokens decide it
     base = fx.exact_probability(real.load(BASE), HELD_OUT, AHOY["ahoy"], params)
     adapter = fx.exact_probability(real.load(ADAPTER), HELD_OUT, AHOY["ahoy"], params)
-    samples = fx.sample(real, HELD_OUT, n=16, max_new_tokens=3, seed=0)
+    samples = fx.sample(real, HELD_OUT, n=16, max_new_tokens=2, seed=0)
     first = samples.first_token[samples.first_token["model"] == BASE]
     begins = regex.compile(AHOY["ahoy"])  # the old figure: first tokens whose text could begin a match
     could = float(first[first["token"].map(lambda t: (m := begins.search(t, partial=True)) is not None and m.start() < len(t))]["prob"].sum())
