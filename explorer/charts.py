@@ -180,8 +180,9 @@ def entropy_chart(table: pd.DataFrame) -> alt.LayerChart:
 
 def length_chart(samples_df: pd.DataFrame) -> alt.FacetChart:
     """Distribution of response lengths (tokens), one panel per model; one bar per length
-    (lengths are whole numbers), panels wrapped into rows that fit."""
-    df = samples_df[["model", "n_tokens"]]
+    (lengths are whole numbers), panels wrapped into rows that fit. Counted here, one row per
+    (model, length): a chart of every sample passed altair's 5000-row limit at n ≈ 1000 × 6."""
+    df = samples_df.groupby(["model", "n_tokens"], sort=False).size().reset_index(name="samples")
     lengths = list(range(int(df["n_tokens"].min()), int(df["n_tokens"].max()) + 1)) if len(df) else [0]
     panels = (
         alt.Chart(df)
@@ -189,8 +190,8 @@ def length_chart(samples_df: pd.DataFrame) -> alt.FacetChart:
         .encode(
             x=alt.X("n_tokens:O", scale=alt.Scale(domain=lengths), title="tokens",
                     axis=alt.Axis(labelAngle=0, values=lengths[:: max(1, len(lengths) // 12)])),
-            y=alt.Y("count():Q", title="samples"),
-            tooltip=["model:N", alt.Tooltip("n_tokens:O", title="tokens"), alt.Tooltip("count():Q", title="samples")],
+            y=alt.Y("samples:Q", title="samples"),
+            tooltip=["model:N", alt.Tooltip("n_tokens:O", title="tokens"), "samples:Q"],
         )  # fmt: skip
         .properties(width=PANEL - 40, height=140)
     )

@@ -21,9 +21,11 @@ import pandas as pd
 
 from explorer import charts
 from explorer.core.analysis import analyse
+from explorer.core.decide import decided_behaviours
 from explorer.core.findings import decided, findings, needed_as_text
 from explorer.core.results import library_versions
 from explorer.core.samples import SampleSet
+from explorer.core.sequential import sequential_provenance
 from explorer.core.session import Session as CoreSession
 
 CARD_CHARS = 280
@@ -60,7 +62,7 @@ def report(source: CoreSession | SampleSet | str | Path | Any, path: str | Path,
         body, charts_ = discovery_sections(source, esc, table, chart_section, sentences)
         heading = title or "What each adaptation changed (Discover)"
     else:
-        session = source if isinstance(source, CoreSession) else CoreSession(family=source.family, samples=source)
+        session = source if isinstance(source, CoreSession) else as_session(source)
         body, charts_ = session_sections(session)
         heading = title or "Model family session"
     out = Path(path)
@@ -68,13 +70,27 @@ def report(source: CoreSession | SampleSet | str | Path | Any, path: str | Path,
     return out
 
 
+def as_session(samples: SampleSet) -> CoreSession:
+    """A SampleSet as a session: an amplified one (with a `lam` column) as the path section."""
+    if "lam" in samples.df:
+        return CoreSession(family=samples.family, amplified=samples)
+    return CoreSession(family=samples.family, samples=samples)
+
+
 def session_sections(session: CoreSession) -> tuple[list[str], list[dict]]:
     samples = session.samples
+    specs: list[dict] = []
+    if samples is None and session.amplified is not None:
+        return [family_section(session.amplified.family), path_section(session.amplified, session.behaviours, specs)], specs
     if samples is None:
         raise ValueError("report: the session holds no samples to report")
     result = analyse(samples, session.behaviours or None)
-    specs: list[dict] = []
-    body = [family_section(samples.family or session.family), run_section(samples), findings_section(result.findings)]
+    decided_on = decided_behaviours(samples)
+    if decided_on is not None:  # sampled until decided: the labels on confidence sequences
+        result.provenance = sequential_provenance(samples, decided_on)
+        result.findings = findings(result.provenance)
+    body = [family_section(samples.family or session.family), run_section(samples),
+            findings_section(result.findings, samples.meta.get("decided"))]  # fmt: skip
     body.append(responses_section(samples, result.clusters))
     body.append(chart_section("Answers and behaviours", specs, [
         charts.clusters_chart(result.cluster_counts), charts.behaviour_chart(result.provenance),
@@ -89,7 +105,24 @@ def session_sections(session: CoreSession) -> tuple[list[str], list[dict]]:
         if len(diff):
             parts.append(charts.attribution_heatmaps(diff, title=f"Minus {attr.models[0]}"))
         body.append(f"<p class='note'>{esc(attr.summary())}</p>" + chart_section("Attribution", specs, parts))
+    if session.amplified is not None:
+        body.append(path_section(session.amplified, session.behaviours, specs))
     return body, specs
+
+
+def path_section(amplified: SampleSet, behaviours: dict[str, str], specs: list[dict]) -> str:
+    """Amplified sampling: each behaviour's rate along the path, and the λ = 1 rates read back."""
+    from explorer.core.decide import cluster_behaviours
+    from explorer.core.extrapolate import extrapolate, fitted_curve, rates_by_lambda, sentences
+    from explorer.path_charts import rate_by_lambda_chart
+
+    rates = rates_by_lambda(amplified, behaviours or cluster_behaviours(amplified))
+    fits, descendant = extrapolate(rates), amplified.meta["amplify"]["descendant"]
+    lines = "".join(f"<li>{esc(x)}</li>" for x in sentences(fits, descendant))
+    head = (f"<p class='note'>“{esc(amplified.prompt)}” sampled {amplified.params.n} times at each λ of "
+            f"z_base + λ (z_desc − z_base) towards {esc(descendant)}.</p><ul>{lines}</ul>")  # fmt: skip
+    chart = rate_by_lambda_chart(rates, fits, fitted_curve(rates), descendant)
+    return chart_section("Along the base → descendant path (amplified sampling)", specs, [chart]).replace("</h2>", "</h2>" + head, 1)
 
 
 def sweep_sections(folder: Path) -> tuple[list[str], list[dict]]:
@@ -148,9 +181,13 @@ def versions_section(versions: dict) -> str:
     return f"<p class='note'>Library versions: {esc(', '.join(f'{k} {v}' for k, v in versions.items()))}</p>"
 
 
-def findings_section(table_: pd.DataFrame) -> str:
+def findings_section(table_: pd.DataFrame, decided: dict | None = None) -> str:
     head = ("<h2>Findings</h2><p class='note'>The labels hold together: the chance that any of them is wrong "
             "is at most 5% (intervals widened for the number of comparisons).</p>")  # fmt: skip
+    if decided:
+        looks = decided.get("looks") or []
+        head += (f"<p class='note'>Sampled until decided ({len(looks)} looks, stopped: {esc(decided.get('reason', ''))}): "
+                 "the labels rest on confidence sequences, valid however often the results were looked at.</p>")  # fmt: skip
     cols = ["behaviour", "model", "label", "freq", "lo", "hi", "base_freq", "base_lo", "base_hi", "n_needed"]
     return head + sentences(table_) + table(needed_as_text(table_[[c for c in cols if c in table_]]))
 

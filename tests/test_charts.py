@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import altair as alt
+import pandas as pd
 import pytest
 import vl_convert as vlc
 from handmade import handmade
@@ -96,7 +97,9 @@ def test_length_chart(samples):
     assert spec["facet"]["field"] == "model" and spec["columns"] >= 1  # panels wrap into rows
     x = spec["spec"]["encoding"]["x"]
     assert x["type"] == "ordinal" and x["scale"]["domain"] == [2, 3]  # whole lengths, a bar for each
-    assert sorted(r["n_tokens"] for r in data_of(spec)) == [2] * 7 + [3]
+    assert sorted((r["n_tokens"], r["samples"]) for r in data_of(spec)) == [(2, 3), (2, 4), (3, 1)]  # per model and length
+    many = pd.DataFrame({"model": ["a", "b"] * 3000, "n_tokens": list(range(6)) * 1000})  # a decided run's samples
+    assert len(data_of(charts.length_chart(many).to_dict())) == 6  # not altair's 5000-row error
     png(chart)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from handmade import handmade
 
@@ -64,8 +65,14 @@ def test_provenance_table_on_a_handmade_set():
     sunny = table[table["behaviour"] == "sunny"].set_index("model")
     assert sunny.loc["base", "count"] == 2 and sunny.loc["desc", "freq"] == 1.0
     assert sunny.loc["base", "label"] == "base" and sunny.loc["desc", "label"] == "inconclusive"
-    assert sunny.loc["base", "exact_first_token"] == pytest.approx(0.5)
+    assert sunny["exact"].isna().all() and sunny.loc["base", "exact_note"].startswith("not computed")
     assert sunny.loc["desc", "n_needed"] > 4
+    exact = pd.DataFrame({"behaviour": "sunny", "model": ["base", "desc"], "exact": [0.5, 1.0], "exact_lo": [0.5, 1.0],
+                          "exact_hi": [0.5, 1.0], "exact_note": "given"})  # fmt: skip
+    known = fx.provenance(s, behaviours={"sunny": r"\bsunny\b"}, exact=exact).set_index("model")
+    assert known.loc["desc", "label"] == "amplified"  # certain rates decide what 4 samples cannot
+    assert (known.loc["desc", "diff_lo"], known.loc["desc", "diff_hi"]) == pytest.approx((0.495, 0.505))
+    assert known.loc["base", "exact"] == 0.5 and pd.isna(known.loc["desc", "n_needed"])
     for column in ["behaviour", "model", "count", "n", "freq", "lo", "hi", "label"]:
         assert column in table.columns
     default = fx.provenance(s)  # answer clusters as behaviours

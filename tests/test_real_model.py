@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import regex
 import torch
 from captum.attr import (
     FeatureAblation,
@@ -20,6 +21,7 @@ from captum.attr import (
 from real_family import ADAPTER, BASE, GGUF_NAME, HELD_OUT
 
 import explorer as fx
+from explorer.core.params import SamplingParams
 from explorer.core.provenance import wilson
 from explorer.core.tokens import looks_raw
 
@@ -81,20 +83,26 @@ def test_the_injected_behaviour_is_introduced_and_a_shared_one_inherited(real):
     assert table.loc[("moon", BASE), "freq"] > 0.7
 
 
-def test_the_exact_first_token_figure_holds_on_multi_token_words(real):
-    """"Ahoy" is two tokens here ("Ah" + "oy"): the figure is the probability that the first
-    token begins a match, not 0 because no single token is the whole word."""
-    samples = fx.sample(real, HELD_OUT, n=16, max_new_tokens=3, seed=0)
-    table = fx.provenance(samples, behaviours=AHOY).set_index("model")
-    first = samples.first_token[samples.first_token["model"] == ADAPTER].iloc[0]
-    assert first["token"] == "Ah" and first["prob"] > 0.99
-    assert table.loc[ADAPTER, "exact_first_token"] == pytest.approx(first["prob"], abs=0.005)
-    base_first = samples.first_token[samples.first_token["model"] == BASE]
-    could = base_first[base_first["token"].str.lower().map(lambda t: "ahoy".startswith(t.strip()) and t.strip() != "")]
-    assert table.loc[BASE, "exact_first_token"] == pytest.approx(float(could["prob"].sum()), abs=1e-9)
-    callable_row = fx.provenance(samples, behaviours={"long": lambda t: len(t) > 3}).set_index("model")
-    assert callable_row["exact_first_token"].isna().all()
-    assert (callable_row["exact_note"] == "no exact figure for a callable behaviour").all()
+def test_the_exact_probability_follows_multi_token_words_to_the_end(real):
+    """"Ahoy" is two tokens here ("Ah" + "oy"). The old figure, the chance that the first token
+    could begin a match, read 0.031 for the base on this prompt (0.085 on the one the issue
+    quotes: its "A…" and "Ah…" tokens), which never says it; the exact walk follows those tokens
+    until they can no longer spell "ahoy"."""
+    params = SamplingParams(max_new_tokens=2)  # "Ah" + "oy": two tokens decide it
+    base = fx.exact_probability(real.load(BASE), HELD_OUT, AHOY["ahoy"], params)
+    adapter = fx.exact_probability(real.load(ADAPTER), HELD_OUT, AHOY["ahoy"], params)
+    samples = fx.sample(real, HELD_OUT, n=16, max_new_tokens=2, seed=0)
+    first = samples.first_token[samples.first_token["model"] == BASE]
+    begins = regex.compile(AHOY["ahoy"])  # the old figure: first tokens whose text could begin a match
+    could = float(first[first["token"].map(lambda t: (m := begins.search(t, partial=True)) is not None and m.start() < len(t))]["prob"].sum())
+    print(f"\nbase: exact {base.p:.2e} (+{base.unexplored:.1e} unexplored, {base.rows} rows), first-token figure {could:.3f}; "
+          f"adapter: exact {adapter.p:.4f} (+{adapter.unexplored:.1e}, {adapter.rows} rows)")  # fmt: skip
+    assert could > 0.02 and base.hi < 0.005  # what the old figure said (0.031 here), and the truth
+    assert adapter.lo > 0.95 and adapter.unexplored < 0.01
+    table = fx.provenance(samples, AHOY, exact=fx.exact_table(real, samples, AHOY)).set_index("model")
+    assert table.loc[ADAPTER, "label"] == "introduced" and table.loc[BASE, "exact_hi"] < 0.01
+    callable_row = fx.exact_table(real, samples, {"long": lambda t: len(t) > 3}).set_index("model")
+    assert callable_row["exact"].isna().all() and (callable_row["exact_note"] == "no exact figure for a callable behaviour").all()
 
 
 PROMPT, RESPONSE = "The moon is", " bright and full tonight."

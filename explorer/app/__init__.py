@@ -6,6 +6,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from explorer.app.amplify_tab import AmplifyView
 from explorer.app.controller import Controller
 from explorer.app.discover_view import DiscoverView
 from explorer.app.findings_view import FindingsView
@@ -14,7 +15,7 @@ from explorer.app.panels import Banner, ConfirmBar, FamilyPanel, PromptPanel, Sa
 from explorer.app.state import AppState
 from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
 
-TABS = ["Findings", "Discover", "Responses", "Variability", "Attribution", "Layers", "Data"]
+TABS = ["Findings", "Discover", "Responses", "Variability", "Attribution", "Layers", "Amplify", "Data"]
 
 
 def enable_offline_charts() -> None:
@@ -66,8 +67,10 @@ class Explorer(w.VBox):
         self.variability = VariabilityView(state, ctl)
         self.attribution = AttributionView(state, ctl)
         self.layers = LayersView(state, ctl)
+        self.amplify = AmplifyView(state, ctl)
         self.data = DataView(state, ctl)
-        views = [self.findings, self.discover, self.responses, self.variability, self.attribution, self.layers, self.data]
+        views = [self.findings, self.discover, self.responses, self.variability, self.attribution, self.layers,
+                 self.amplify, self.data]  # fmt: skip
         self.tabs = w.Tab(children=views, titles=TABS)
         top = w.HBox([self.family_panel, self.prompt_panel, self.sampling_panel], layout=w.Layout(flex_flow="row wrap"))
         self.confirm_bar = ConfirmBar(state, ctl)

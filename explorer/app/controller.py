@@ -10,7 +10,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from explorer.app.amplify_tab import PathActions
 from explorer.app.core import Core
+from explorer.app.deciding import DecideActions
 from explorer.app.derived import (
     CLEARED,
     attribution_views,
@@ -34,7 +36,7 @@ from explorer.core.patterns import compile_pattern
 MAX_SPREAD_SAMPLES = 8
 
 
-class Controller(LayerActions, SteerActions):
+class Controller(LayerActions, SteerActions, PathActions, DecideActions):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -221,7 +223,8 @@ class Controller(LayerActions, SteerActions):
             cross = err.partial.cross
             kept = f"the scores under {', '.join(cross['scorer'].unique())}" if cross is not None and len(cross) else "no cross-scores"
             return {"cross": cross, "status": f"Stopped while scoring: kept the samples and {kept}"}
-        return {"cross": scored.cross, "log_ratio": scored.log_ratio, "status": summary(samples)}
+        return {"cross": scored.cross, "log_ratio": scored.log_ratio, "provenance": scored.provenance,
+                "findings": scored.findings, "status": summary(samples)}  # fmt: skip
 
     def _analysed(self, family, samples, behaviours=None) -> dict:
         """Everything the tabs show that follows from the samples, all at once."""
@@ -352,7 +355,7 @@ class Controller(LayerActions, SteerActions):
 
         s = self.state
         family = s.family.to_dict() if s.family is not None else {}
-        return Session(family, s.samples, dict(s.behaviours) or dict(s.auto_behaviours), s.attribution, s.chosen)
+        return Session(family, s.samples, dict(s.behaviours) or dict(s.auto_behaviours), s.attribution, s.chosen, s.amplified)
 
     def import_session(self, path) -> bool:
         """Replace the results with a saved session's; a bad file changes nothing."""

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorer.app.amplify_tab import AmplifyCore
+from explorer.app.deciding import DecideCore
 from explorer.core.alignment import default_alignment
 from explorer.core.analysis import Analysis, add_scores, analyse, provenance_table
 from explorer.core.attribution import Attribution, attribute, attribute_samples
+from explorer.core.decide import cluster_behaviours
 from explorer.core.estimate import Estimate, estimate
 from explorer.core.export import Download, downloads
 from explorer.core.family import Family
@@ -22,11 +25,29 @@ from explorer.core.session import Session
 from explorer.core.store import ModelStore
 from explorer.core.sweep import load_sweep
 
+
+def with_exact_labels(analysis: Analysis, family: Family, cancel: CancelToken | None = None) -> Analysis:
+    """`analysis` with its provenance's exact columns filled for the regex behaviours, and the
+    labels decided again where an exact figure is narrower; the findings follow."""
+    from explorer.core.exact import exact_table
+    from explorer.core.provenance import with_exact
+
+    patterns = analysis.provenance.attrs.get("patterns") or {}
+    if not patterns or not family.has_weights or "decided" in analysis.samples.meta:
+        return analysis
+    known = [m for m in analysis.samples.models if m in family.labels]
+    exact = exact_table(family.subset([m for m in known if m != family.base.label]), analysis.samples, patterns, cancel=cancel)
+    analysis.provenance = with_exact(analysis.provenance, exact)
+    analysis.findings = findings(analysis.provenance)
+    return analysis
+
+
 FALLBACK_EXAMPLES = ["The weather today is", "Once upon a time", "The capital of France is"]
 
 
-class Core:
-    """Thin, stateless calls; each is what one controller step needs."""
+class Core(AmplifyCore, DecideCore):
+    """Thin, stateless calls; each is what one controller step needs (the Amplify tab's and
+    deciding's in their own modules)."""
 
     def load_family(self, spec: str, descendants: list[str] | None, store: ModelStore | None) -> Family:
         return load_family(spec, descendants=descendants, store=store, validate=False)
@@ -52,10 +73,19 @@ class Core:
     def add_scores(
         self, analysis: Analysis, family: Family, cancel: CancelToken | None = None, progress: ProgressFn | None = None
     ) -> Analysis:
-        return add_scores(analysis, family, cancel, progress)
+        """Cross-scores and log-ratios, and the exact probabilities of the user's regexes where
+        the weights allow (explorer.core.exact): the labels then use them."""
+        scored = add_scores(analysis, family, cancel, progress)
+        return with_exact_labels(scored, family, cancel)
 
     def provenance(self, samples: SampleSet, behaviours: dict[str, str]) -> Any:
-        return provenance_table(samples, behaviours, warn=False)  # the banner says it
+        """The provenance of `behaviours`: on confidence sequences for decided samples (their
+        rounds were looked at), else fixed-n (the banner says what was left out)."""
+        from explorer.core.sequential import sequential_provenance
+
+        if "decided" in samples.meta:
+            return sequential_provenance(samples, behaviours or cluster_behaviours(samples))
+        return provenance_table(samples, behaviours, warn=False)
 
     def findings(self, provenance: Any) -> Any:
         return findings(provenance)

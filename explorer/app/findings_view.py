@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipywidgets as w
 
 from explorer.app.controller import Controller
+from explorer.app.deciding import DecideBar
 from explorer.app.state import AppState
 from explorer.app.widgets import escape
 from explorer.charts import LABEL_STYLE
@@ -36,7 +37,8 @@ class FindingsView(w.VBox):
         self.behind = FocusBox(state)
         self.examples = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         state.observe(self.redraw, names=["findings", "samples", "examples"])
-        super().__init__([self.intro, self.examples, self.matrix, self.legend, self.sentences, self.behind])
+        self.decide = DecideBar(state, ctl)
+        super().__init__([self.intro, self.examples, self.decide, self.matrix, self.legend, self.sentences, self.behind])
         self.add_class("fx-findings")
         self.redraw()
 

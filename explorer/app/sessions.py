@@ -23,6 +23,8 @@ def session_updates(ctl: Any, session: Any, name: str) -> dict[str, Any]:
         updates["prompt"] = session.samples.prompt
     if session.attribution is not None:
         updates.update(attribution_views(session.attribution))
+    if session.amplified is not None:
+        updates.update(amplified=session.amplified, **ctl.core.path_tables(session.amplified, session.behaviours))
     status = (f"Replay of {name}: read-only, no model loaded (load a family to resample)" if replay
               else f"Imported session from {name}")  # fmt: skip
     return {**updates, "chosen": session.selected, "replay": replay, "status": status}

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import traitlets as t
 
+from explorer.app.amplify_tab import AmplifySlice
+from explorer.app.deciding import DecideSlice
 
-class AppState(t.HasTraits):
+
+class AppState(AmplifySlice, DecideSlice, t.HasTraits):
     # family
     preset = t.Unicode("fable")
     family = t.Any(None, allow_none=True)  # explorer.core.family.Family

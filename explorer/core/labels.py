@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 ALPHA = 0.05  # family-wise error rate of one run's labels
 MARGIN = 0.25  # "inherited": the rates differ by at most this much
 SMALL = 0.10  # "absent"/"introduced": a rate under this counts as not shown
 MAX_NEEDED = 1_000_000
+TIE = 0.005  # exact rates closer than this (half a percentage point) count as equal
 
 
 def intervals_per_run(n_behaviours: int, n_models: int) -> int:
@@ -69,16 +73,69 @@ def label(base: tuple[int, int], desc: tuple[int, int], intervals: int = 1) -> s
     on `intervals` intervals in all (see the module docstring)."""
     alpha = each_alpha(intervals)
     lo, hi = difference_interval(base, desc, alpha)
-    small_base = upper_bound(*base, alpha) < SMALL
+    return rule(lo, hi, upper_bound(*base, alpha), lambda: upper_bound(*desc, alpha), base[0] > 0 and desc[0] > 0)
+
+
+def rule(lo: float, hi: float, base_upper: float, desc_upper, both_shown: bool) -> str:
+    """The table of the module docstring, from the intervals of one (behaviour, descendant):
+    the difference interval [lo, hi], the two rates' upper bounds (the descendant's may be a
+    callable, asked only when needed), and whether both models were seen doing it."""
+    small_base = base_upper < SMALL
     if lo > 0:
         return "introduced" if small_base else "amplified"
     if hi < 0:
         return "suppressed"
-    if base[0] > 0 and desc[0] > 0 and lo >= -MARGIN and hi <= MARGIN:
+    if both_shown and lo >= -MARGIN and hi <= MARGIN:
         return "inherited"
-    if small_base and upper_bound(*desc, alpha) < SMALL:
+    if small_base and (desc_upper() if callable(desc_upper) else desc_upper) < SMALL:
         return "absent"
     return "inconclusive"
+
+
+def rule_many(lo: np.ndarray, hi: np.ndarray, base_upper: np.ndarray, desc_upper: np.ndarray,
+              both_shown: np.ndarray) -> np.ndarray:  # fmt: skip
+    """`rule` over arrays of cells at once (the sequential labels and their simulation)."""
+    small_base = base_upper < SMALL
+    return np.select(
+        [lo > 0, hi < 0, both_shown & (lo >= -MARGIN) & (hi <= MARGIN), small_base & (desc_upper < SMALL)],
+        [np.where(small_base, "introduced", "amplified"), "suppressed", "inherited", "absent"],
+        "inconclusive",
+    )
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One model's rate as a label needs it: a two-sided interval [lo, hi] and a one-sided
+    upper bound, each at the run's per-interval error rate, and whether it was seen at all."""
+
+    lo: float
+    hi: float
+    upper: float
+    shown: bool
+
+    @classmethod
+    def counted(cls, count: int, n: int, alpha: float) -> Rate:
+        """From a fixed-n count: Wilson intervals."""
+        from statsmodels.stats.proportion import proportion_confint
+
+        lo, hi = proportion_confint(count, n, alpha=alpha, method="wilson") if n else (0.0, 1.0)
+        return cls(float(lo), float(hi), upper_bound(count, n, alpha), count > 0)
+
+    @classmethod
+    def exact(cls, lo: float, hi: float) -> Rate:
+        """From an exact probability's bounds (explorer.core.exact): certain, so at any alpha.
+        "Shown" means more than TIE: a model that says it once in a million is not doing it."""
+        return cls(lo, hi, hi, lo > TIE)
+
+
+def label_rates(base: Rate, desc: Rate) -> tuple[str, float, float]:
+    """The label from two rates, one of them exact at least: the difference interval is the box
+    [desc.lo − base.hi, desc.hi − base.lo], right whenever both rates' intervals are (an exact
+    one always is), so the run's Bonferroni count stands; widened by TIE on each side, so that
+    two exact rates 0.3 points apart read as inherited, not as a change no sample would show.
+    Returns the label and that interval."""
+    lo, hi = max(-1.0, desc.lo - base.hi - TIE), min(1.0, desc.hi - base.lo + TIE)
+    return rule(lo, hi, base.upper, desc.upper, base.shown and desc.shown), lo, hi
 
 
 def samples_needed(base: tuple[int, int], desc: tuple[int, int], intervals: int = 1) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -157,10 +157,14 @@ def sample_local(
     batch_size: int,
     progress: ProgressFn | None,
     cancel: CancelToken | None,
+    mixer: Callable[[torch.Tensor], Any] | None = None,
 ) -> ModelSamples:
-    """All `params.n` samples of one model, in batches of up to `batch_size` sequences."""
-    from transformers import StoppingCriteriaList
+    """All `params.n` samples of one model, in batches of up to `batch_size` sequences.
 
+    `mixer(prompt_ids)`, when given, makes a logits processor per batch that replaces the
+    model's logits before temperature, top-k and top-p (amplified sampling mixes in another
+    model's, see `explorer.core.amplify`); it records the logits it returned (`.raw`), which
+    then stand for the model's own in the log-probs and entropies."""
     started = time.perf_counter()
     text = model_input(member, prompt, params.chat)
     ids = encode_prompt(member, text, params.max_new_tokens).to(member.device)  # (1, seq)
@@ -170,13 +174,7 @@ def sample_local(
     with torch.random.fork_rng(devices=[member.device] if member.device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, params.n, batch_size):
-            size = min(batch_size, params.n - start)
-            with torch.no_grad():
-                out = member.model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids),
-                    generation_config=generation_config(params, member.tokenizer, size),
-                    stopping_criteria=StoppingCriteriaList([hook]),
-                )  # fmt: skip
+            out = _generate(member, ids, params, min(batch_size, params.n - start), hook, mixer)
             check_cancel(cancel)
             hook.steps = (start // batch_size + 1) * params.max_new_tokens
             gen, sample_lp, model_lp, entropy, first_lp = token_stats(out, ids.shape[1])
@@ -185,6 +183,23 @@ def sample_local(
             rows += response_rows(member, (prompt, text, params, seed), start, gen, ends, columns)
             first = first or first_token_rows(member, *torch.topk(first_lp.exp(), min(20, len(first_lp))))
     return ModelSamples(rows, first, text, time.perf_counter() - started)
+
+
+@torch.no_grad()
+def _generate(member: LocalMember, ids: torch.Tensor, params: SamplingParams, size: int, hook: StepHook, mixer) -> Any:
+    """One batch of `size` samples from `generate`; with a mixer, its logits are the raw ones."""
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    mixing = mixer(ids) if mixer is not None else None
+    out = member.model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids),
+        generation_config=generation_config(params, member.tokenizer, size),
+        stopping_criteria=StoppingCriteriaList([hook]),
+        logits_processor=LogitsProcessorList([mixing] if mixing is not None else []),
+    )  # fmt: skip
+    if mixing is not None:  # the mixed logits are this sampler's own
+        out.logits = tuple(mixing.raw[: len(out.scores)])
+    return out
 
 
 def _end(ids: list[int], eos: int | None) -> int:

@@ -19,10 +19,12 @@ import torch
 
 from explorer.core.clustering import Clusterer
 from explorer.core.labels import (
+    Rate,
     difference_interval,
     each_alpha,
     intervals_per_run,
     label,
+    label_rates,
     samples_needed,
 )
 from explorer.core.metrics import assign_clusters
@@ -30,8 +32,10 @@ from explorer.core.patterns import BehaviourLeftOut, Matcher, PatternTimeout
 from explorer.core.samples import SampleSet
 
 Detector = Callable[[str], bool]
-COLUMNS = ["behaviour", "model", "count", "n", "freq", "lo", "hi", "exact_first_token", "exact_note",
+COLUMNS = ["behaviour", "model", "count", "n", "freq", "lo", "hi", "exact", "exact_lo", "exact_hi", "exact_note",
            "diff_lo", "diff_hi", "n_needed", "label", "intervals_in_run"]  # fmt: skip
+EXACT_COLUMNS = ["exact", "exact_lo", "exact_hi", "exact_note"]
+NOT_COMPUTED = "not computed: pass exact=fx.exact_table(family, samples, behaviours)"
 Z95 = 1.959963984540054
 
 
@@ -71,36 +75,6 @@ def behaviour_hits(texts: pd.Series, behaviours: dict[str, Any]) -> tuple[dict[s
     return hits, skipped
 
 
-def could_begin(pattern: regex.Pattern | Matcher, text: str) -> bool:
-    """Whether a match of `pattern` starts inside `text` (or `text` starts one that later text
-    could complete): the token "Ah" could begin a match of `^ahoy`."""
-    found = pattern.search(text, partial=True)
-    return found is not None and found.start() < len(text)
-
-
-def first_token_probability(samples: SampleSet, model: str, spec: Any) -> tuple[float | None, str]:
-    """The exact probability that the first generated token begins a match of a regex
-    behaviour, from the recorded first-token distribution, and a note saying what limits it.
-
-    Summed over the top-k first tokens, so a lower bound where they miss some mass (the note
-    says how much they hold). For a behaviour decided by its first word (`sunny` after "the
-    weather today is") it is the behaviour's probability; on subword tokenizers a word is
-    several tokens, and the first token only has to begin it."""
-    if not isinstance(spec, (str, re.Pattern, regex.Pattern)):
-        return None, "no exact figure for a callable behaviour"
-    ft = samples.first_token[samples.first_token["model"] == model]
-    if ft.empty:
-        return None, "no first-token distribution was recorded"
-    matcher = Matcher(spec, "first tokens")
-    try:
-        hits = [could_begin(matcher, str(text)) for text in ft["token"]]
-    except PatternTimeout:
-        return None, "no exact figure: the pattern ran out of its matching time"
-    covered = float(ft["prob"].sum())
-    note = "" if covered >= 0.999 else f"lower bound: the top {len(ft)} first tokens hold {covered:.1%} of the probability"
-    return float(ft["prob"][hits].sum()), note
-
-
 def provenance(
     samples: SampleSet,
     behaviours: dict[str, str | re.Pattern | Detector] | None = None,
@@ -109,9 +83,14 @@ def provenance(
     top: int | None = None,
     warn: bool = True,
     intervals: int | None = None,
+    exact: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per (behaviour, model): count, n, freq, 95% Wilson interval, exact first-token
-    probability where computable, samples needed to separate it from the base, and a label.
+    """One row per (behaviour, model): count, n, freq, 95% Wilson interval, the exact
+    probability where given, samples needed to separate it from the base, and a label.
+
+    `exact` (from `fx.exact_table`: the probability each local model gives a behaviour,
+    within [exact_lo, exact_hi]) fills the exact columns, and replaces a sampled rate in the
+    labels wherever its interval is the narrower one (`explorer.core.labels.label_rates`).
 
     Without `behaviours`, each answer cluster is a behaviour (the `top` most frequent, if
     given). The labels of the whole table hold together (`explorer.core.labels`): the more
@@ -127,7 +106,6 @@ def provenance(
     if base not in models:
         raise ValueError(f"base: {base!r} has no samples in this SampleSet ({', '.join(models)})")
     hits, skipped = _hits(samples, behaviours, clusterer, top)
-    specs = behaviours or {}
     intervals = intervals or intervals_per_run(len(hits), len(models))
     rows = []
     for name, hit in hits.items():
@@ -136,9 +114,55 @@ def provenance(
             for m in models
         }
         for m in models:
-            row = _row(name, m, counts[m], samples, specs.get(name))
-            rows.append(row | _judged(counts[base], counts[m], m == base, intervals))
-    return _with_skipped(pd.DataFrame(rows, columns=COLUMNS if not rows else None), skipped, warn)
+            rows.append(_row(name, m, counts[m]) | _judged(counts[base], counts[m], m == base, intervals))
+    table = with_exact(pd.DataFrame(rows, columns=COLUMNS), exact)
+    table.attrs["patterns"] = patterns({k: v for k, v in (behaviours or {}).items() if k in hits})
+    return _with_skipped(table, skipped, warn)
+
+
+def patterns(behaviours: dict[str, Any]) -> dict[str, str]:
+    """The regex behaviours by name, as text (what an exact figure can be computed for)."""
+    return {k: v if isinstance(v, str) else v.pattern for k, v in behaviours.items()
+            if isinstance(v, (str, re.Pattern, regex.Pattern))}  # fmt: skip
+
+
+def with_exact(table: pd.DataFrame, exact: pd.DataFrame | None) -> pd.DataFrame:
+    """A fixed-n provenance table with the exact columns filled and its labels decided again
+    where an exact figure is narrower (see `exact_columns`)."""
+    alpha = each_alpha(int(table["intervals_in_run"].iloc[0])) if len(table) else 1.0
+    kept = dict(table.attrs)
+    table = exact_columns(table, exact, lambda r: Rate.counted(r["count"], r["n"], alpha))
+    table.attrs.update(kept)
+    return table
+
+
+def exact_columns(table: pd.DataFrame, exact: pd.DataFrame | None, sampled: Callable[[Any], Rate]) -> pd.DataFrame:
+    """`table` with the exact columns filled from `exact`, and each label decided again where
+    a model's exact interval is narrower than its sampled one (`sampled(row)`: the Rate the
+    label rule was given)."""
+    if exact is None or table.empty:
+        return table.assign(exact=math.nan, exact_lo=math.nan, exact_hi=math.nan, exact_note=NOT_COMPUTED)
+    keyed = exact.set_index(["behaviour", "model"])[EXACT_COLUMNS]
+    found = keyed.reindex(pd.MultiIndex.from_frame(table[["behaviour", "model"]]))
+    table = table.assign(**{c: found[c].to_numpy() for c in EXACT_COLUMNS})
+    table["exact_note"] = table["exact_note"].fillna("no exact figure for this behaviour and model")
+    rate = {(r.behaviour, r.model): _narrower(r, sampled) for r in table.itertuples()}
+    base_of = table[table["label"] == "base"].set_index("behaviour")["model"]
+    for i, r in table[table["label"] != "base"].iterrows():
+        base, own = rate[(r["behaviour"], base_of[r["behaviour"]])], rate[(r["behaviour"], r["model"])]
+        if base[1] or own[1]:
+            chosen, lo, hi = label_rates(base[0], own[0])
+            table.loc[i, ["label", "diff_lo", "diff_hi", "n_needed"]] = [chosen, lo, hi, None]
+    return table
+
+
+def _narrower(row: Any, sampled: Callable[[Any], Rate]) -> tuple[Rate, bool]:
+    """A model's rate for the labels: exact when its interval is the narrower, else sampled."""
+    own = sampled(row._asdict())
+    lo, hi = row.exact_lo, row.exact_hi
+    if lo == lo and hi == hi and hi - lo <= own.hi - own.lo:
+        return Rate.exact(float(lo), float(hi)), True
+    return own, False
 
 
 def _with_skipped(table: pd.DataFrame, skipped: dict[str, str], warn: bool) -> pd.DataFrame:
@@ -172,9 +196,8 @@ def _judged(base_counts, own, is_base: bool, intervals: int) -> dict[str, Any]:
     return {"diff_lo": lo, "diff_hi": hi, "n_needed": needed, "label": chosen, "intervals_in_run": intervals}
 
 
-def _row(name, model, own, samples, spec) -> dict[str, Any]:
+def _row(name, model, own) -> dict[str, Any]:
     count, n = own
-    exact, note = first_token_probability(samples, model, spec)
     lo, hi = wilson(count, n)
     freq = count / n if n else float("nan")
     return {
@@ -185,8 +208,6 @@ def _row(name, model, own, samples, spec) -> dict[str, Any]:
         "freq": freq,
         "lo": lo,
         "hi": hi,
-        "exact_first_token": exact,
-        "exact_note": note,
     }
 
 
