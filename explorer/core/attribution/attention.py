@@ -10,7 +10,11 @@ from explorer.core.attribution.problem import MethodResult, Problem
 @torch.no_grad()
 def attentions(problem: Problem) -> tuple[torch.Tensor, ...]:
     model = problem.member.model
-    out = model(input_ids=problem.ids.unsqueeze(0).to(model.device), output_attentions=True)
+    ids = problem.ids.unsqueeze(0).to(problem.member.device)  # (1, seq)
+    try:  # the weights are all it needs: logits at one position, not (seq, vocab)
+        out = model(input_ids=ids, output_attentions=True, logits_to_keep=1)
+    except TypeError:  # a model class without `logits_to_keep`
+        out = model(input_ids=ids, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
         raise ValueError(
             f"method: {problem.member.ref.label} returns no attention weights (load it with attn_implementation='eager')"

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from explorer.core import vocab
 from explorer.core.attribution.problem import build_problem
 from explorer.core.family import Family
-from explorer.core.layers.anatomy import anatomy, capture
+from explorer.core.layers.anatomy import Anatomy, anatomy, capture
 from explorer.core.member import Member
 from explorer.core.params import CancelToken, ProgressFn, check_cancel, check_prompt
 from explorer.core.threads import fair_share
@@ -50,8 +51,12 @@ def layer_lens(
         check_cancel(cancel)
         member = family.load(label)
         own = base_lens if label == family.base.label else lens_of(member, prompt, response, chat)
-        kl = kl_rows(own, base_lens, label, notes)
-        frames.append(lens_frame(label, member, own, kl))
+        reason = mismatch(own, base_lens)
+        if reason:
+            notes.append(f"{label}: {reason}")
+        with fair_share([member.model, base.model]):
+            picked, top, kl = lens_reductions(own, None if reason else base_lens)
+        frames.append(lens_frame(label, member, own, (picked, top, kl)))
         if progress:
             progress(label, i + 1, len(labels))
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
@@ -60,10 +65,15 @@ def layer_lens(
 
 
 class Lens:
-    """One model's lens on one text: log-probs (layers, targets, vocab) and the token ids."""
+    """One model's lens on one text: the residual states (layers, targets, hidden) at the
+    positions that predict the response, the model's final norm and head to read them, and the
+    token ids. The log-distributions (layers × targets × vocab: 450 MB for an 18-block model
+    with a 262k vocabulary on 24 tokens) are never all held: `lens_reductions` reads them a
+    slice of rows at a time."""
 
-    def __init__(self, logprobs: torch.Tensor, ids: torch.Tensor, start: int, key) -> None:
-        self.logprobs = logprobs  # (layers, targets, vocab)
+    def __init__(self, states: torch.Tensor, body: Anatomy, ids: torch.Tensor, start: int, key) -> None:
+        self.states = states  # (layers, targets, hidden)
+        self.body = body
         self.ids = ids  # (seq,)
         self.start = start
         self.key = key  # the tokenizer key: lenses compare only on the same ids
@@ -72,43 +82,58 @@ class Lens:
     def targets(self) -> torch.Tensor:
         return self.ids[self.start :]  # (targets,)
 
+    @property
+    def vocab(self) -> int:
+        return int(self.body.head.weight.shape[0])
+
 
 def lens_of(member: Member, prompt: str, response: str, chat: str) -> Lens:
-    """The lens of every block at the positions that predict the response tokens."""
+    """The residual state after every block at the positions that predict the response tokens."""
     problem = build_problem(member, prompt, response, chat)
     body = anatomy(member)
     with fair_share([member.model]):
         states = capture(member, problem.ids, "block")  # layers × (1, seq, hidden)
-        at = problem.positions - 1  # (targets,) the positions that predict each response token
-        with torch.no_grad():
-            stacked = torch.cat([s[0, at] for s in states]).view(len(states), len(at), -1)
-            logprobs = body.lens(stacked).cpu()  # (layers, targets, vocab)
-    return Lens(logprobs, problem.ids, problem.start, member.tokenizer_key)
+    at = problem.positions - 1  # (targets,) the positions that predict each response token
+    stacked = torch.stack([s[0, at.to(s.device)] for s in states])  # (layers, targets, hidden)
+    return Lens(stacked, body, problem.ids, problem.start, member.tokenizer_key)
 
 
-def kl_rows(own: Lens, base: Lens, label: str, notes: list[str]) -> np.ndarray:
-    """KL(own ‖ base) per (layer, target), flattened; NaN where the two do not line up."""
-    n_layers, n_targets, _ = own.logprobs.shape
-    reason = None
+def mismatch(own: Lens, base: Lens) -> str | None:
+    """Why two lenses cannot be compared block by block, or None when they can."""
     if own.key != base.key or not torch.equal(own.ids, base.ids):
-        reason = "tokenizes the text differently from the base"
-    elif n_layers != base.logprobs.shape[0]:
-        reason = f"has {n_layers} blocks and the base {base.logprobs.shape[0]}: no block-by-block KL"
-    elif own.logprobs.shape[-1] != base.logprobs.shape[-1]:
-        reason = "has another vocabulary than the base"
-    if reason:
-        notes.append(f"{label}: {reason}")
-        return np.full(n_layers * n_targets, np.nan)
-    p, q = own.logprobs, base.logprobs  # (layers, targets, vocab) log-probs
-    kl = (p.exp() * (p - q)).sum(-1).clamp_min(0.0)  # (layers, targets)
-    return kl.reshape(-1).numpy()
+        return "tokenizes the text differently from the base"
+    if own.states.shape[0] != base.states.shape[0]:
+        return f"has {own.states.shape[0]} blocks and the base {base.states.shape[0]}: no block-by-block KL"
+    if own.vocab != base.vocab:
+        return "has another vocabulary than the base"
+    return None
 
 
-def lens_frame(label: str, member: Member, lens: Lens, kl: np.ndarray) -> pd.DataFrame:
-    n_layers, n_targets, _ = lens.logprobs.shape
-    targets = lens.targets  # (targets,)
-    picked = lens.logprobs.gather(-1, targets.view(1, -1, 1).expand(n_layers, -1, 1))[..., 0]
-    top = lens.logprobs.argmax(-1)  # (layers, targets)
+@torch.no_grad()
+def lens_reductions(own: Lens, base: Lens | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per (layer, target): the lens's log-prob of the response token, its top token, and
+    KL(own ‖ base) (NaN without a base to compare with), a slice of rows at a time; both
+    lenses are read in the same slices, so equal states give exactly equal log-probs."""
+    n_layers, n_targets, _ = own.states.shape
+    targets = own.targets.to(own.states.device).expand(n_layers, -1)  # (layers, targets)
+    other = base.states.to(own.states.device) if base is not None else own.states
+
+    def reduce(states, ids, base_states):
+        p = own.body.lens(states)  # (rows, vocab) log-probs
+        picked = p.gather(-1, ids.unsqueeze(-1))[:, 0]
+        if base is None or base is own:
+            kl = torch.full_like(picked, float("nan") if base is None else 0.0)
+        else:
+            q = base.body.lens(base_states.to(base.states.device)).to(p.device)
+            kl = (p.exp() * (p - q)).sum(-1).clamp_min(0.0)
+        return picked.cpu(), p.argmax(-1).cpu(), kl.cpu()
+
+    return vocab.over_rows(reduce, own.states, targets, other, lead=2, width=own.vocab)
+
+
+def lens_frame(label: str, member: Member, lens: Lens, reduced: tuple) -> pd.DataFrame:
+    picked, top, kl = reduced  # (layers, targets) each
+    n_layers, n_targets = picked.shape
     names = np.array(display_tokens(member.tokenizer, lens.ids.tolist()), dtype=object)
     top_names = np.array(alone(member.tokenizer, top.reshape(-1).tolist()), dtype=object)
     return pd.DataFrame({
@@ -118,7 +143,7 @@ def lens_frame(label: str, member: Member, lens: Lens, kl: np.ndarray) -> pd.Dat
         "token": np.tile(names[lens.start :], n_layers),
         "logprob": picked.reshape(-1).numpy().astype(float),
         "top": top_names,
-        "kl_to_base": kl.astype(float),
+        "kl_to_base": kl.reshape(-1).numpy().astype(float),
     })  # fmt: skip
 
 
