@@ -17,6 +17,7 @@ ratio of tokens per second);
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -190,6 +191,7 @@ def run_all(args) -> list[dict]:
             folder = build_family(Path(root), name, shape, args.device)
             for dtype in args.dtypes.split(","):
                 rows += check_model(folder, name, dtype, args.device, args)
+                gc.collect()  # the store of this dtype and its models go before the next
                 if args.device.startswith("cuda"):
                     torch.cuda.empty_cache()
     return rows

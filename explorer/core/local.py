@@ -169,14 +169,14 @@ class StepStats:
         sample_lp = model_lp if same else vocab.token_logprobs(self.warped, tokens)  # (n,)
         if self.first is None:
             self.first = torch.log_softmax(self.raw[0].float(), dim=-1)  # (vocab,)
-        self.columns.append((sample_lp.cpu(), model_lp.cpu(), entropy.cpu()))
+        self.columns.append((sample_lp, model_lp, entropy))  # on the device: no wait per step
         self.raw = self.warped = None
 
     def result(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(n, steps) sampling log-probs, raw log-probs and entropies of the first `steps`
         steps (`generate` may have run a step past the end and undone it)."""
         kept = self.columns[:steps]
-        return tuple(torch.stack([c[k] for c in kept], dim=1) for k in range(3))  # type: ignore[return-value]
+        return tuple(torch.stack([c[k] for c in kept], dim=1).cpu() for k in range(3))  # type: ignore[return-value]
 
 
 class StepHook:

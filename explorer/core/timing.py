@@ -107,6 +107,7 @@ def _partial(member: Member, blocks: list | None, depth: int | None, rows: int, 
     ids = torch.zeros((rows, tokens), dtype=torch.long, device=member.device)
     if depth is None:
         model(input_ids=ids, use_cache=False, logits_to_keep=1)
+        _wait(ids.device)
         return
     handle = blocks[depth].register_forward_pre_hook(_raise)
     try:
@@ -115,6 +116,13 @@ def _partial(member: Member, blocks: list | None, depth: int | None, rows: int, 
         pass
     finally:
         handle.remove()
+    _wait(ids.device)
+
+
+def _wait(device: torch.device) -> None:
+    """On a GPU, the work queued so far finished (what a timer around it should see)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _raise(module, args) -> None:
@@ -129,8 +137,8 @@ def head_timing(model: Any) -> tuple[float, float]:
     scale = weight.shape[0] / part.shape[0]
     x = torch.zeros((HEAD_POSITIONS, weight.shape[1]), dtype=weight.dtype, device=weight.device)
     F.linear(x, part)  # warm-up
-    one = _fastest(lambda: F.linear(x[:1], part))
-    many = _fastest(lambda: F.linear(x, part))
+    one = _fastest(lambda: _wait(F.linear(x[:1], part).device))
+    many = _fastest(lambda: _wait(F.linear(x, part).device))
     return one * scale, max(many - one, 0.0) / (HEAD_POSITIONS - 1) * scale
 
 

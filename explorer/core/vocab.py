@@ -78,16 +78,14 @@ def logprob_and_entropy(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.
 def _logprob_and_entropy(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logits = logits.float()  # (rows, vocab)
     top = logits.amax(-1, keepdim=True)  # (rows, 1)
-    finite = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    e = torch.exp(logits - finite)  # (rows, vocab)
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    shifted = logits - shift  # (rows, vocab)
+    e = shifted.exp()
     total = e.sum(-1)  # (rows,)
-    lse = finite.squeeze(-1) + total.log()  # (rows,)
-    mean = torch.linalg.vecdot(e, logits)  # (rows,) Σ e·logit
-    if mean.isnan().any():  # −inf logits: 0 · −inf; those entries add nothing
-        mean = torch.linalg.vecdot(e, torch.where(e > 0, logits, torch.zeros_like(logits)))
-    mean = mean / total
-    picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse
-    return picked, (lse - mean).clamp_min(0)
+    shifted.clamp_(min=torch.finfo(shifted.dtype).min)  # −inf (filtered): finite, and its e is 0
+    entropy = total.log() - torch.linalg.vecdot(e, shifted) / total  # log Σe − Σ p·(logit − shift)
+    picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - (shift.squeeze(-1) + total.log())
+    return picked, entropy.clamp_min(0)
 
 
 def kl_js(logp: torch.Tensor, logq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
