@@ -102,7 +102,7 @@ def test_the_lens_in_slices_equals_the_lens_whole(fable, monkeypatch):
     whole = fx.layer_lens(fable, *EDIT, models=models)
     sliced(monkeypatch, 3 * vocab_of(fable))
     parts = fx.layer_lens(fable, *EDIT, models=models)
-    pd.testing.assert_frame_equal(whole, parts, atol=1e-6, rtol=1e-6)  # float32 products of other shapes
+    pd.testing.assert_frame_equal(whole, parts, atol=1e-6, rtol=1e-5)  # float32 products of other shapes
     late = parts[parts.model == "fable-late"]
     assert (late[late.layer < late.layer.max()]["kl_to_base"] == 0).all()  # exact, as whole
     assert parts.attrs["notes"] == whole.attrs["notes"] and len(parts.attrs["notes"]) == 1

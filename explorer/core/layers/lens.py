@@ -44,21 +44,20 @@ def layer_lens(
     check_prompt(prompt)
     labels = models or family.labels
     base = family.load(family.base.label)
-    notes: list[str] = []
     base_lens = lens_of(base, prompt, response, chat)
-    frames = []
+    lenses: dict[str, Lens] = {}
     for i, label in enumerate(labels):
         check_cancel(cancel)
         member = family.load(label)
-        own = base_lens if label == family.base.label else lens_of(member, prompt, response, chat)
-        reason = mismatch(own, base_lens)
-        if reason:
-            notes.append(f"{label}: {reason}")
-        with fair_share([member.model, base.model]):
-            picked, top, kl = lens_reductions(own, None if reason else base_lens)
-        frames.append(lens_frame(label, member, own, (picked, top, kl)))
+        lenses[label] = base_lens if label == family.base.label else lens_of(member, prompt, response, chat)
         if progress:
             progress(label, i + 1, len(labels))
+    reasons = {label: mismatch(lenses[label], base_lens) for label in labels}
+    notes = [f"{label}: {reason}" for label, reason in reasons.items() if reason]
+    with fair_share([base.model, *(family.load(label).model for label in labels)]):
+        reduced = lens_reductions({k: v for k, v in lenses.items() if not reasons[k]}, base_lens, cancel)
+        reduced |= {k: lens_reductions({k: v}, None, cancel)[k] for k, v in lenses.items() if reasons[k]}
+    frames = [lens_frame(label, family.load(label), lenses[label], reduced[label]) for label in labels]
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
     df.attrs["notes"] = notes
     return df
@@ -110,25 +109,31 @@ def mismatch(own: Lens, base: Lens) -> str | None:
 
 
 @torch.no_grad()
-def lens_reductions(own: Lens, base: Lens | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per (layer, target): the lens's log-prob of the response token, its top token, and
-    KL(own ‖ base) (NaN without a base to compare with), a slice of rows at a time; both
-    lenses are read in the same slices, so equal states give exactly equal log-probs."""
-    n_layers, n_targets, _ = own.states.shape
-    targets = own.targets.to(own.states.device).expand(n_layers, -1)  # (layers, targets)
-    other = base.states.to(own.states.device) if base is not None else own.states
+def lens_reductions(lenses: dict[str, Lens], base: Lens | None, cancel: CancelToken | None = None) -> dict[str, tuple]:
+    """Per lens and (layer, target): the lens's log-prob of the response token, its top token,
+    and KL(lens ‖ base) (NaN without a base), all lenses read together a slice of rows at a
+    time: the base's log-probs are computed once per slice, and equal states in equal slices
+    give exactly equal log-probs (a model equal to the base up to a block: KL exactly 0)."""
+    labels = list(lenses)
+    first = lenses[labels[0]]
+    n_layers, _, _ = first.states.shape
+    device = first.states.device
+    targets = first.targets.to(device).expand(n_layers, -1)  # (layers, targets)
+    reference = base.states.to(device) if base is not None else first.states
 
-    def reduce(states, ids, base_states):
-        p = own.body.lens(states)  # (rows, vocab) log-probs
-        picked = p.gather(-1, ids.unsqueeze(-1))[:, 0]
-        if base is None or base is own:
-            kl = torch.full_like(picked, float("nan") if base is None else 0.0)
-        else:
-            q = base.body.lens(base_states.to(base.states.device)).to(p.device)
-            kl = (p.exp() * (p - q)).sum(-1).clamp_min(0.0)
-        return picked.cpu(), p.argmax(-1).cpu(), kl.cpu()
+    def reduce(ids, base_states, *states):
+        check_cancel(cancel)
+        q = base.body.lens(base_states.to(base.states.device)).to(device) if base is not None else None
+        out = []
+        for lens, own in zip((lenses[k] for k in labels), states, strict=True):
+            p = q if lens is base else lens.body.lens(own.to(lens.states.device)).to(device)  # (rows, vocab)
+            kl = torch.full(p.shape[:1], float("nan")) if q is None else (p.exp() * (p - q)).sum(-1).clamp_min(0.0)
+            out += [p.gather(-1, ids.unsqueeze(-1))[:, 0].cpu(), p.argmax(-1).cpu(), kl.cpu()]
+        return tuple(out)
 
-    return vocab.over_rows(reduce, own.states, targets, other, lead=2, width=own.vocab)
+    states = [lenses[k].states.to(device) for k in labels]
+    flat = vocab.over_rows(reduce, targets, reference, *states, lead=2, width=2 * first.vocab)
+    return {k: flat[3 * i : 3 * i + 3] for i, k in enumerate(labels)}
 
 
 def lens_frame(label: str, member: Member, lens: Lens, reduced: tuple) -> pd.DataFrame:
