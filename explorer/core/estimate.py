@@ -33,7 +33,8 @@ from explorer.core.timing import Timing
 
 CONFIRM_SECONDS = 8.0  # the app asks "Run / Cancel" above this
 # Calibrated on SmolLM2-135M and the fable zoo (benchmarks/bench_estimate.py reports the fit):
-BACKWARD = 0.6  # a target's batched backward through its prefix, in batched forwards of it
+BACKWARD = 0.75  # a target's batched backward through its prefix, in batched forwards of its blocks
+# (0.6 when a token's price included the head at every position: 0.6 × 1.27 on SmolLM2-135M)
 DECODE = 1.5  # a sampling step (sampling, the growing cache) in forwards of one token
 BIG_BATCH = 0.3  # occlusion's batches of tens of rows, per token, in batch-of-eight forwards
 LOGIT_BOUND = 50_000_000  # floats of logits one pass holds at most (teacher.MAX_ELEMENTS)

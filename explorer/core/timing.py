@@ -1,4 +1,4 @@
-"""What a forward pass costs on this machine: measured once per model shape, in milliseconds.
+"""What a forward pass costs on this machine, measured once per model shape with small probes.
 
 `fx.estimate` prices work in four units: a forward call (its fixed cost: reading every weight
 once, dispatching every module), a token through the model's blocks (of one sequence, or of a
@@ -12,8 +12,8 @@ Gemma-3-270M-shaped model took 17.8 s to price a 1.7 s run: its probes ran the f
 - the model runs its first block only (a pre-hook on the second block stops the pass), for
   1 × 1, 1 × 16 and 4 × 16 tokens, and stops before its first block for 1 × 1: the
   difference is one block's cost, times the number of blocks;
-- the head runs on a slice of its rows (HEAD_ROWS of the vocabulary) for 1 and 16 positions,
-  scaled to the whole vocabulary.
+- the head runs on slices of its rows, scaled to the whole vocabulary: 64 MiB of them at one
+  position (reading weights), HEAD_ROWS at 1 and 32 positions (multiplying them).
 Each is the faster of two runs, after one warm-up pass (a run disturbed by another process is
 slower, never faster). Timings are kept per model shape (architecture, sizes, dtype, device) and
 thread count, so a family's members of one shape are measured once; a LoRA adapter's few
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from explorer.core.member import Member, plain_model
 
 SHAPES = ((1, 16), (4, 16))  # (rows, tokens) of the block probes, beside 1 × 1
-HEAD_ROWS = 8192  # vocabulary rows of the head probe
-HEAD_POSITIONS = 16
+HEAD_ROWS = 4096  # vocabulary rows of the head probe…
+HEAD_POSITIONS = 32  # …and the positions it runs at (work runs the head at tens to hundreds)
+HEAD_BYTES = 64 * 2**20  # weights read by the one-position probe: more than a cache holds
 _timings: dict[tuple, Timing] = {}
 
 
@@ -130,16 +131,20 @@ def _raise(module, args) -> None:
 
 
 def head_timing(model: Any) -> tuple[float, float]:
-    """Seconds of the head at one position (reading its weights: memory-bound) and per further
-    position (compute-bound), from a slice of its rows scaled to the whole vocabulary."""
+    """Seconds of the head at one position and per further position, each from a slice of its
+    rows scaled to the whole vocabulary: one position reads every weight once (memory-bound:
+    the slice is HEAD_BYTES, more than a cache holds), more positions multiply (compute-bound:
+    HEAD_ROWS rows at HEAD_POSITIONS positions)."""
     weight = model.get_output_embeddings().weight  # (vocab, hidden)
-    part = weight[: min(HEAD_ROWS, weight.shape[0])]
-    scale = weight.shape[0] / part.shape[0]
+    row_bytes = weight.shape[1] * weight.element_size()
+    wide = weight[: min(weight.shape[0], max(HEAD_ROWS, HEAD_BYTES // row_bytes))]
+    narrow = weight[: min(HEAD_ROWS, weight.shape[0])]
     x = torch.zeros((HEAD_POSITIONS, weight.shape[1]), dtype=weight.dtype, device=weight.device)
-    F.linear(x, part)  # warm-up
-    one = _fastest(lambda: _wait(F.linear(x[:1], part).device))
-    many = _fastest(lambda: _wait(F.linear(x, part).device))
-    return one * scale, max(many - one, 0.0) / (HEAD_POSITIONS - 1) * scale
+    F.linear(x, narrow)  # warm-up
+    one = _fastest(lambda: _wait(F.linear(x[:1], wide).device)) * weight.shape[0] / wide.shape[0]
+    many = _fastest(lambda: _wait(F.linear(x, narrow).device))
+    few = _fastest(lambda: _wait(F.linear(x[:1], narrow).device))
+    return one, max(many - few, 0.0) / (HEAD_POSITIONS - 1) * weight.shape[0] / narrow.shape[0]
 
 
 def _fastest(fn, runs: int = 2) -> float:
