@@ -15,9 +15,10 @@ Gemma-3-270M-shaped model took 17.8 s to price a 1.7 s run: its probes ran the f
 - the head runs on slices of its rows, scaled to the whole vocabulary: 64 MiB of them at one
   position (reading weights), HEAD_ROWS at 1 and 32 positions (multiplying them).
 Each is the faster of two runs, after one warm-up pass (a run disturbed by another process is
-slower, never faster). Timings are kept per model shape (architecture, sizes, dtype, device) and
-thread count, so a family's members of one shape are measured once; a LoRA adapter's few
-extra products are not priced. Models whose blocks cannot be found are probed whole.
+slower, never faster). Timings are kept per model shape (architecture, sizes and parameter
+count, dtype, device) and thread count: a family's full fine-tunes share the base's, a LoRA
+descendant (its extra products cost a little on every call) is measured apart. Models whose
+blocks cannot be found are probed whole.
 """
 
 from __future__ import annotations
