@@ -7,11 +7,14 @@ descendant. Rows:
   (medians of alternating runs; goal ≥ 3×);
 - the estimate: the first `fx.estimate` (its probes included) of grad×input in both models and of
   sampling, against the work it prices;
-- peak memory (resident set, sampled every 2 ms by a thread, above what was resident before):
-  sampling 64 × 24 against `generate` returning every step's scores and logits (what the
-  explorer did before), the lens in slices against the lens whole, grad×input against Captum.
+- peak memory (resident set, sampled every 2 ms by a thread, above what was resident before;
+  in a child process whose large allocations are returned to the system when freed,
+  `MALLOC_MMAP_THRESHOLD_=65536`, so that one measurement does not reuse another's freed
+  pages): sampling 64 × 24 against `generate` returning every step's scores and logits (what
+  the explorer asked of it before, without the copies it then made of them), the lens in slices
+  against the same lens whole, grad×input against Captum.
 
-    python benchmarks/bench_bigvocab.py [--repeats 3] [--n 16] [--tokens 24] [--skip-memory]
+    python benchmarks/bench_bigvocab.py [--repeats 3] [--n 16] [--tokens 24] [--skip-memory] [--memory-only]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -159,8 +163,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory rows, in this process")
     args = parser.parse_args()
     family = fx.load_family(gemma3_270m_folder(with_lora=True), store=ModelStore())
+    if args.memory_only:
+        print("| work | peak MiB | peer | peak MiB |\n|---|---|---|---|")
+        memory_rows(family, family.base.label)
+        return
     label = family.base.label
     for name in family.labels:
         family.load(name)
@@ -177,9 +186,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     estimate_rows(family, args.n, args.tokens)
     if not args.skip_memory:
-        print("\n| work | peak MiB | peer | peak MiB |")
-        print("|---|---|---|---|")
-        memory_rows(family, label)
+        del family
+        gc.collect()
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        print(flush=True)
+        subprocess.run([sys.executable, __file__, "--memory-only"], env=env, check=True)
 
 
 if __name__ == "__main__":
