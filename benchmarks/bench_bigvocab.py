@@ -10,7 +10,8 @@ descendant. Rows:
 - peak memory (resident set, sampled every 2 ms by a thread, above what was resident before;
   in a child process whose large allocations are returned to the system when freed,
   `MALLOC_MMAP_THRESHOLD_=65536`, so that one measurement does not reuse another's freed
-  pages): sampling 64 × 24 against `generate` returning every step's scores and logits (what
+  pages; after one forward pass of every model, whose weights are mapped from their files and
+  would otherwise count where they are first read): sampling 64 × 24 against `generate` returning every step's scores and logits (what
   the explorer asked of it before, without the copies it then made of them), the lens in slices
   against the same lens whole, grad×input against Captum.
 
@@ -126,6 +127,9 @@ def memory_rows(family, label: str) -> list[tuple[str, float, str, float]]:
 
     member = family.load(label)
     ids = encode_prompt(member, model_input(member, PROMPT, "auto"), 24).to(member.device)
+    for name in family.labels:  # the weights are mapped from their files: read them all in first
+        with torch.no_grad():
+            family.load(name).model(input_ids=ids)
 
     def generate_with_scores():
         with torch.no_grad():
