@@ -67,3 +67,45 @@ def smollm2_folder(root: Path | None = None, seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     synthetic_tokenizer(49152).save_pretrained(folder)
     return folder
+
+
+GEMMA3_VOCAB = 262144
+
+
+def gemma3_270m_folder(root: Path | None = None, seed: int = 0, with_lora: bool = False) -> Path:
+    """A randomly initialised Gemma-3-270M-shaped model (18 layers, hidden 640, a 262,144-token
+    vocabulary: 268M parameters, 168M of them the tied embedding) with a word-level tokenizer
+    of the same size, saved once under `root` (default: the user's cache, 1 GB); returns the
+    family folder (the model, and with `with_lora` a rank-8 LoRA adapter beside it)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    root = Path(root or Path.home() / ".cache" / "model-family-explorer" / "synthetic")
+    family = root / "gemma3-270m-random"
+    folder = family / "gemma3-270m"
+    if not (folder / "model.safetensors").is_file():
+        torch.manual_seed(seed)
+        layer_types = (["sliding_attention"] * 5 + ["full_attention"]) * 3
+        config = Gemma3TextConfig(vocab_size=GEMMA3_VOCAB, hidden_size=640, intermediate_size=2048,
+                                  num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                                  head_dim=256, layer_types=layer_types, sliding_window=512,
+                                  max_position_embeddings=32768, query_pre_attn_scalar=256,
+                                  tie_word_embeddings=True, bos_token_id=2, eos_token_id=3, pad_token_id=0)  # fmt: skip
+        Gemma3ForCausalLM(config).save_pretrained(folder)
+        synthetic_tokenizer(GEMMA3_VOCAB).save_pretrained(folder)
+    if with_lora and not (family / "gemma3-270m-lora" / "adapter_model.safetensors").is_file():
+        save_lora(folder, family / "gemma3-270m-lora", seed)
+    return family if with_lora else folder
+
+
+def save_lora(base: Path, out: Path, seed: int = 0) -> None:
+    """A rank-8 LoRA on the attention projections with random (non-zero) weights, its model
+    card naming `base` so that folder discovery finds the pair."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed + 1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))  # fmt: skip
+    model.peft_config["default"].base_model_name_or_path = base.name
+    model.save_pretrained(out)
+    (out / "README.md").write_text(f"---\nbase_model: {base.name}\nbase_model_relation: adapter\n---\n")

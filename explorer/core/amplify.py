@@ -87,12 +87,10 @@ class PathMixer:
     bit), which is what makes the endpoints reproduce each model's own samples."""
 
     def __init__(self, base: LockStep, lam: float) -> None:
-        self.base, self.lam, self.raw = base, float(lam), []
+        self.base, self.lam = base, float(lam)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        mixed = mix(self.base.logits(input_ids), scores, self.lam)  # (rows, vocab)
-        self.raw.append(mixed)
-        return mixed
+        return mix(self.base.logits(input_ids), scores, self.lam)  # (rows, vocab)
 
 
 def mix(base: torch.Tensor, desc: torch.Tensor, lam: float) -> torch.Tensor:

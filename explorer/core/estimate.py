@@ -1,15 +1,19 @@
-"""What a computation will cost before it runs: passes × a measured pass time, and memory.
+"""What a computation will cost before it runs: passes × measured prices, and memory.
 
 Every long computation here is a known number of forward and backward passes over known
-lengths, so its cost is counted in token-passes and priced with two timings measured once per
-model and thread count on this machine (a one-token forward call: the fixed cost of a pass;
-a 64-token forward: the cost per token). The counts follow the code that does the work:
-- sampling: the prompt once per sample, then one batched step per new token;
+lengths, so its cost is counted in calls, tokens through the model's blocks and positions of
+its output head, and priced with four timings measured once per model shape and thread count
+on this machine (`explorer.core.timing`: small partial passes, a few percent of the work they
+price). The counts follow the code that does the work:
+- sampling: the prompt once per sample, then one batched step per new token (the head at one
+  position per sample and step);
 - gradient methods (saliency, grad×input, integrated gradients per node): one forward of the
-  text per row, and the backward of each target through its own prefix (`BACKWARD` × a forward);
+  text per row, the head only at the targets, and the backward of each target through its own
+  prefix (`BACKWARD` × a forward);
 - occlusion: one forward of the text per source position (an upper bound: prompt prefixes are
   shared where that pays);
-- attribution over samples and cross-scoring: the same per sample, per model or scorer.
+- attribution over samples and cross-scoring: the same per sample, per model or scorer
+  (scoring keeps the head at every response position).
 
 Adaptive integrated gradients are priced at their budget (an upper bound; targets that converge
 early cost less). The app asks before anything estimated over `CONFIRM_SECONDS`.
@@ -17,26 +21,24 @@ early cost less). The app asks before anything estimated over `CONFIRM_SECONDS`.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from explorer.core import timing
 from explorer.core.family import Family
 from explorer.core.member import Member, model_input
 from explorer.core.samples import SampleSet
-from explorer.core.threads import fair_share, get_threads
+from explorer.core.threads import fair_share
+from explorer.core.timing import Timing
 
 CONFIRM_SECONDS = 8.0  # the app asks "Run / Cancel" above this
 # Calibrated on SmolLM2-135M and the fable zoo (benchmarks/bench_estimate.py reports the fit):
-BACKWARD = 0.6  # a target's batched backward through its prefix, in batched forwards of it
+BACKWARD = 0.75  # a target's batched backward through its prefix, in batched forwards of its blocks
+# (0.6 when a token's price included the head at every position: 0.6 × 1.27 on SmolLM2-135M)
 DECODE = 1.5  # a sampling step (sampling, the growing cache) in forwards of one token
 BIG_BATCH = 0.3  # occlusion's batches of tens of rows, per token, in batch-of-eight forwards
-PROBE_TOKENS = 64
+LOGIT_BOUND = 50_000_000  # floats of logits one pass holds at most (teacher.MAX_ELEMENTS)
 KINDS = ("sample", "attribute", "attribute_samples", "cross_score")
-_timings: dict[tuple[int, Any], tuple[float, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -66,45 +68,28 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def pass_timing(member: Member) -> tuple[float, float, float]:
-    """(seconds per forward call, per token of one sequence, per token of a batch of eight) for
-    this model with the thread policy now in force, measured once: medians of three forwards
-    each of 1 × 1, 1 × 64 and 8 × 64 tokens. Batched tokens cost less: the matrix products
-    are larger."""
-    model = member.model
-    key = (id(model), get_threads())
-    if key not in _timings:
-        vocab = len(member.tokenizer)
-        with torch.no_grad(), fair_share([model]):
-            one = _median_forward(model, torch.randint(0, vocab, (1, 1)))
-            row = _median_forward(model, torch.randint(0, vocab, (1, PROBE_TOKENS)))
-            batch = _median_forward(model, torch.randint(0, vocab, (8, PROBE_TOKENS)))
-        per_row = max(row - one, 1e-9) / (PROBE_TOKENS - 1)
-        _timings[key] = (one, per_row, max(batch - one, 1e-9) / (8 * PROBE_TOKENS - 1))
-    return _timings[key]
-
-
-def _median_forward(model: torch.nn.Module, ids: torch.Tensor) -> float:
-    model(ids.to(model.device))  # warm-up
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model(ids.to(model.device))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def pass_timing(member: Member, batched: bool = False) -> Timing:
+    """The member's prices (`timing.Timing`) with the thread share it would get now."""
+    with fair_share([member.model], batched=batched) as threads:
+        return timing.measure(member, threads)
 
 
 @dataclass
 class Counter:
-    """Passes and tokens (of single sequences and of batches), priced per model."""
+    """Calls, tokens through the blocks (of single sequences and of batches) and head
+    positions, priced per model."""
 
     calls: float = 0.0
     tokens: float = 0.0  # in single sequences
     batched: float = 0.0  # in batches of several rows (cheaper per token)
+    heads: float = 0.0  # output-head positions beyond one per call
     memory: int = 0
 
-    def forward(self, batch: int, length: float, repeat: float = 1.0) -> None:
+    def forward(self, batch: int, length: float, repeat: float = 1.0, heads: float = 1.0) -> None:
+        """`repeat` passes of `batch` rows × `length` tokens, the head at `heads` positions
+        per row."""
         self.calls += repeat
+        self.heads += repeat * max(batch * heads - 1, 0)
         if batch > 1:
             self.batched += repeat * batch * length
         else:
@@ -118,18 +103,21 @@ class Counter:
     def token_passes(self) -> float:
         return self.tokens + self.batched
 
-    def seconds(self, timing: tuple[float, float, float]) -> float:
-        call, per_token, per_batched = timing
-        return self.calls * call + self.tokens * per_token + self.batched * per_batched
+    def seconds(self, prices: Timing) -> float:
+        return (self.calls * prices.call + self.tokens * prices.token + self.batched * prices.batched
+                + self.heads * prices.head)  # fmt: skip
 
 
-def activation_bytes(member: Member, batch: int, length: int) -> int:
-    """Float32 working set of one pass: the hidden states of every layer and the logits."""
+def activation_bytes(member: Member, batch: int, length: int, heads: int | None = None) -> int:
+    """Float32 working set of one pass: the hidden states of every layer and the logits at
+    `heads` positions per row (default: every position), which the work holds at most
+    LOGIT_BOUND floats of at once (`explorer.core.teacher.MAX_ELEMENTS`)."""
     config = getattr(member.model, "config", None)
     hidden = getattr(config, "hidden_size", 512)
     layers = getattr(config, "num_hidden_layers", 12)
     vocab = len(member.tokenizer)
-    return 4 * batch * length * (8 * hidden * layers + vocab)
+    logits = min(batch * (length if heads is None else heads) * vocab, LOGIT_BOUND)
+    return 4 * (batch * length * 8 * hidden * layers + logits)
 
 
 def n_tokens(member: Member, text: str, special: bool = False) -> int:
@@ -138,7 +126,7 @@ def n_tokens(member: Member, text: str, special: bool = False) -> int:
 
 def sampling_counter(member: Member, prompt: str, n: int, max_new_tokens: int, chat: str) -> Counter:
     c = Counter()
-    c.forward(n, n_tokens(member, model_input(member, prompt, chat), special=True))
+    c.forward(n, n_tokens(member, model_input(member, prompt, chat), special=True))  # logits at the end
     c.forward(n, 1, repeat=max_new_tokens * DECODE)
     c.memory = activation_bytes(member, n, 1) + kv_cache_bytes(member, n, c.token_passes / n)
     return c
@@ -162,20 +150,21 @@ def attribution_counter(member: Member, prompt: str, response: str, chat: str, m
     c = Counter()
     if method in ("occlusion", "adaptation"):
         n_sources = n_prompt if sources == "prompt" else length
-        c.forward(n_sources + 1, length * BIG_BATCH)
-        c.memory = activation_bytes(member, min(n_sources + 1, 64), length)
+        c.forward(n_sources + 1, length * BIG_BATCH, heads=n_resp)  # logits at the targets only
+        c.memory = activation_bytes(member, min(n_sources + 1, 64), length, heads=n_resp)
         return c
     if method in ("attention", "attention_rollout"):
         c.forward(1, length)
-        c.memory = activation_bytes(member, 1, length)
+        c.memory = activation_bytes(member, 1, length, heads=1)
         return c
     rows = 1
     if method == "integrated_gradients":
         rows = ig_nodes_per_target(member, options, n_resp, length)
-    c.forward(rows, length)  # in chunks, one per group of targets
+    c.forward(rows, length, heads=n_resp)  # in chunks, one per group of targets
     c.calls += 1 if n_resp > 8 else 0
     c.batched += BACKWARD * rows * prefixes  # the targets' vector–Jacobian products, batched
-    c.memory = activation_bytes(member, min(rows, 64), length) * 2
+    c.heads += rows * n_resp  # the head's backward, once per target (`HeadCut`)
+    c.memory = activation_bytes(member, min(rows, 64), length, heads=n_resp) * 2
     return c
 
 
@@ -225,7 +214,7 @@ def estimate(
             served.append(label)
             continue
         c = counter_fn(member)
-        total += c.seconds(pass_timing(member))
+        total += c.seconds(pass_timing(member, batched=what != "sample"))
         token_passes += c.token_passes
         memory = max(memory, member.n_bytes + c.memory)
     detail = _detail(what, labels, method, len(jobs))
@@ -260,8 +249,9 @@ def _scoring_counter(member: Member, prompt: str, texts: list[str], chat: str) -
     c = Counter()
     n_prompt = n_tokens(member, model_input(member, prompt, chat), special=True)
     c.forward(1, n_prompt)  # the shared prefix, once
-    c.forward(len(texts), 1 + max((n_tokens(member, t) for t in texts), default=0))
-    c.memory = activation_bytes(member, min(len(texts), 64), n_prompt)
+    longest = 1 + max((n_tokens(member, t) for t in texts), default=0)
+    c.forward(len(texts), longest, heads=longest)  # log-probs at every response position
+    c.memory = activation_bytes(member, min(len(texts), 64), n_prompt + longest)
     return c
 
 

@@ -3,7 +3,8 @@
 Generation uses `transformers`' `generate` with an explicit, complete `GenerationConfig`, so a
 model's own `generation_config.json` never changes the sampling silently. For every generated
 token we record its log-probability under the sampling distribution (after temperature / top-k /
-top-p) and under the raw model, and the entropy of the raw next-token distribution.
+top-p) and under the raw model, and the entropy of the raw next-token distribution, step by step
+(`StepStats`): memory stays that of one step whatever the vocabulary.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 import torch
 
-from explorer.core.member import ModelSamples, encode_prompt, model_input
+from explorer.core import vocab
+from explorer.core.member import ModelSamples, encode_prompt, model_input, plain_model
 from explorer.core.params import CancelToken, ProgressFn, SamplingParams, check_cancel, model_seed
 from explorer.core.refs import ModelRef
 from explorer.core.responses import first_token_rows, response_rows
@@ -98,56 +100,104 @@ class LocalMember:
 # --- sampling ------------------------------------------------------------------------------------
 
 
-def generation_config(params: SamplingParams, tokenizer: Any, n: int) -> Any:
-    """A complete config: every field `generate` would otherwise take from the model is set."""
+def generation_config(params: SamplingParams, model: Any, tokenizer: Any, n: int) -> Any:
+    """A complete config: every field `generate` would otherwise take from the model is set.
+
+    Temperature, top-k and top-p are left neutral here: `StepStats` applies the same warpers
+    in the same order, so that it sees the raw and the warped scores of each step. `min_p` is
+    set (to 0, which removes nothing) only where the model's own config sets it: its warper
+    costs a softmax over the vocabulary per step for nothing."""
     from transformers import GenerationConfig
 
+    own_min_p = getattr(getattr(plain_model(model), "generation_config", None), "min_p", None)
     values = dict(GenerationConfig._get_default_generation_params())
     values.update(
-        do_sample=True, temperature=float(params.temperature), top_p=float(params.top_p),
-        top_k=int(params.top_k), min_p=0.0, max_new_tokens=params.max_new_tokens, max_length=None,
-        num_return_sequences=n, eos_token_id=tokenizer.eos_token_id,
+        do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+        min_p=0.0 if own_min_p is not None else None, max_new_tokens=params.max_new_tokens,
+        max_length=None, num_return_sequences=n, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        return_dict_in_generate=True, output_scores=True, output_logits=True,
+        return_dict_in_generate=True,
     )  # fmt: skip
     return GenerationConfig(**values)
 
 
+def warpers(params: SamplingParams) -> list[Any]:
+    """The sampling warpers `generate` would make from `params`, in its order."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    chosen = []
+    if params.temperature != 1.0:
+        chosen.append(TemperatureLogitsWarper(float(params.temperature)))
+    if params.top_k:
+        chosen.append(TopKLogitsWarper(top_k=int(params.top_k)))
+    if params.top_p < 1.0:
+        chosen.append(TopPLogitsWarper(top_p=float(params.top_p)))
+    return chosen
+
+
+class StepStats:
+    """Per generated token: its log-prob under the sampling distribution and under the raw
+    model, and the entropy of the raw distribution; and the raw log-distribution of the first
+    generated token (of the first sample) — computed step by step as `generate` runs.
+
+    `generate` can hand back every step's scores and logits, (n, steps, vocab) twice: at a
+    262k vocabulary and 64 samples of 24 tokens, 3.2 GB. Here the logits processor sees the
+    raw scores, applies the warpers itself and keeps that step's two (n, vocab) tensors; the
+    stopping criterion, called once the tokens are chosen, reduces them to three (n,) columns
+    (`vocab.logprob_and_entropy`, a slice of rows at a time) and lets them go."""
+
+    def __init__(self, chosen: list[Any]) -> None:
+        self.warpers = chosen
+        self.raw: torch.Tensor | None = None  # (n, vocab) this step's raw scores
+        self.warped: torch.Tensor | None = None  # (n, vocab) …and the sampling distribution's
+        self.columns: list[tuple[torch.Tensor, ...]] = []
+        self.first: torch.Tensor | None = None  # (vocab,) log p of the first token, sample 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.raw = scores
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        self.warped = scores
+        return scores
+
+    def record(self, tokens: torch.Tensor) -> None:
+        """The chosen tokens (n,) of the step just scored."""
+        if self.raw is None:
+            return
+        model_lp, entropy = vocab.logprob_and_entropy(self.raw, tokens)  # (n,) each
+        same = self.warped is self.raw
+        sample_lp = model_lp if same else vocab.token_logprobs(self.warped, tokens)  # (n,)
+        if self.first is None:
+            self.first = torch.log_softmax(self.raw[0].float(), dim=-1)  # (vocab,)
+        self.columns.append((sample_lp, model_lp, entropy))  # on the device: no wait per step
+        self.raw = self.warped = None
+
+    def result(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n, steps) sampling log-probs, raw log-probs and entropies of the first `steps`
+        steps (`generate` may have run a step past the end and undone it)."""
+        kept = self.columns[:steps]
+        return tuple(torch.stack([c[k] for c in kept], dim=1).cpu() for k in range(3))  # type: ignore[return-value]
+
+
 class StepHook:
-    """A stopping criterion that only reports progress and honours the cancel token."""
+    """A stopping criterion that reports progress, honours the cancel token and hands each
+    step's chosen tokens to `StepStats`."""
 
     def __init__(
         self, label: str, total: int, progress: ProgressFn | None, cancel: CancelToken | None
     ):
         self.label, self.total, self.progress, self.cancel = label, total, progress, cancel
         self.steps = 0
+        self.stats: StepStats | None = None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         self.steps += 1
+        if self.stats is not None:
+            self.stats.record(input_ids[:, -1])
         if self.progress:
             self.progress(self.label, self.steps, self.total)
         stop = bool(self.cancel and self.cancel.cancelled)
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-
-def token_stats(out: Any, prompt_len: int) -> tuple[torch.Tensor, ...]:
-    """Generated ids and, per generated position: sampling log-prob, raw log-prob, entropy;
-    and the raw log-distribution of the first generated token.
-
-    Log-probs come from one logsumexp per position rather than whole log-softmaxed copies of
-    the (n, steps, vocab) logits: with a 49k vocabulary those copies cost as much as a tenth
-    of the generation itself."""
-    gen = out.sequences[:, prompt_len:]  # (n, steps)
-    idx = gen.unsqueeze(-1)  # (n, steps, 1)
-    raw = torch.stack(out.logits, dim=1).float()  # (n, steps, vocab)
-    raw_lse = torch.logsumexp(raw, dim=-1)  # (n, steps)
-    model_lp = raw.gather(-1, idx).squeeze(-1) - raw_lse  # (n, steps)
-    entropy = raw_lse - (torch.softmax(raw, dim=-1) * raw).sum(-1)  # (n, steps)
-    first_lp = torch.log_softmax(raw[0, 0], dim=-1)  # (vocab,)
-    del raw
-    proc = torch.stack(out.scores, dim=1).float()  # (n, steps, vocab), -inf where filtered
-    sample_lp = proc.gather(-1, idx).squeeze(-1) - torch.logsumexp(proc, dim=-1)  # (n, steps)
-    return gen, sample_lp, model_lp, entropy.clamp_min(0), first_lp
 
 
 def sample_local(
@@ -163,8 +213,8 @@ def sample_local(
 
     `mixer(prompt_ids)`, when given, makes a logits processor per batch that replaces the
     model's logits before temperature, top-k and top-p (amplified sampling mixes in another
-    model's, see `explorer.core.amplify`); it records the logits it returned (`.raw`), which
-    then stand for the model's own in the log-probs and entropies."""
+    model's, see `explorer.core.amplify`); the logits it returns stand for the model's own in the log-probs and
+    entropies (`StepStats` reads them after it)."""
     started = time.perf_counter()
     text = model_input(member, prompt, params.chat)
     ids = encode_prompt(member, text, params.max_new_tokens).to(member.device)  # (1, seq)
@@ -174,32 +224,36 @@ def sample_local(
     with torch.random.fork_rng(devices=[member.device] if member.device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, params.n, batch_size):
-            out = _generate(member, ids, params, min(batch_size, params.n - start), hook, mixer)
+            size = min(batch_size, params.n - start)
+            gen, stats = generate_batch(member, ids, params, size, hook, mixer)
             check_cancel(cancel)
             hook.steps = (start // batch_size + 1) * params.max_new_tokens
-            gen, sample_lp, model_lp, entropy, first_lp = token_stats(out, ids.shape[1])
+            sample_lp, model_lp, entropy = stats.result(gen.shape[1])  # (size, steps) each
             ends = [_end(g.tolist(), member.tokenizer.eos_token_id) for g in gen]
             columns = {"logprobs": sample_lp, "model_logprobs": model_lp, "entropies": entropy}
             rows += response_rows(member, (prompt, text, params, seed), start, gen, ends, columns)
-            first = first or first_token_rows(member, *torch.topk(first_lp.exp(), min(20, len(first_lp))))
+            top = torch.topk(stats.first.exp(), min(20, len(stats.first)))
+            first = first or first_token_rows(member, *top)
     return ModelSamples(rows, first, text, time.perf_counter() - started)
 
 
-@torch.no_grad()
-def _generate(member: LocalMember, ids: torch.Tensor, params: SamplingParams, size: int, hook: StepHook, mixer) -> Any:
-    """One batch of `size` samples from `generate`; with a mixer, its logits are the raw ones."""
+def generate_batch(member: LocalMember, ids: torch.Tensor, params: SamplingParams, size: int,
+                   hook: StepHook, mixer: Callable[[torch.Tensor], Any] | None = None,
+                   ) -> tuple[torch.Tensor, StepStats]:  # fmt: skip
+    """`size` samples after the prompt `ids` (1, seq): the generated ids (size, steps) and
+    their statistics. A mixer's processor runs first: its logits are the ones sampled from."""
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
-    mixing = mixer(ids) if mixer is not None else None
-    out = member.model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids),
-        generation_config=generation_config(params, member.tokenizer, size),
-        stopping_criteria=StoppingCriteriaList([hook]),
-        logits_processor=LogitsProcessorList([mixing] if mixing is not None else []),
-    )  # fmt: skip
-    if mixing is not None:  # the mixed logits are this sampler's own
-        out.logits = tuple(mixing.raw[: len(out.scores)])
-    return out
+    hook.stats = stats = StepStats(warpers(params))
+    mixing = [mixer(ids)] if mixer is not None else []
+    with torch.no_grad():
+        out = member.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids),
+            generation_config=generation_config(params, member.model, member.tokenizer, size),
+            logits_processor=LogitsProcessorList([*mixing, stats]), stopping_criteria=StoppingCriteriaList([hook]),
+        )  # fmt: skip
+    hook.stats = None
+    return out.sequences[:, ids.shape[1] :], stats  # (size, steps)
 
 
 def _end(ids: list[int], eos: int | None) -> int:

@@ -38,6 +38,8 @@ EXACT_COLUMNS = ["exact", "exact_lo", "exact_hi", "exact_note"]
 NOT_COMPUTED = "not computed: pass exact=fx.exact_table(family, samples, behaviours)"
 Z95 = 1.959963984540054
 
+RANK_ELEMENTS = 50_000_000  # floats of base distributions token_shift holds at once
+
 
 def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (good at 0 and small n)."""
@@ -225,11 +227,7 @@ def token_shift(family, samples: SampleSet, base: str | None = None) -> pd.DataF
         if model == base:
             continue
         conts = [list(ids) for ids in group["token_ids"] if len(ids)]
-        dists = loaded.continuation_logprobs([prefix] * len(conts), conts, full=True)
-        ranks = []
-        for ids, dist in zip(conts, dists, strict=True):
-            chosen = dist.gather(-1, torch.tensor(ids).unsqueeze(-1))  # (len, 1)
-            ranks += ((dist > chosen).sum(-1) + 1).tolist()  # rank 1 = the base's top token
+        ranks = [r for batch in bounded_batches(conts, len(loaded.tokenizer)) for r in base_ranks(loaded, prefix, batch)]
         total = len(ranks) or 1
         rows.append(
             {
@@ -241,3 +239,27 @@ def token_shift(family, samples: SampleSet, base: str | None = None) -> pd.DataF
             }
         )
     return pd.DataFrame(rows)
+
+
+def bounded_batches(conts: list[list[int]], vocab: int) -> list[list[list[int]]]:
+    """Consecutive groups of continuations whose whole next-token distributions (tokens × vocab
+    floats) stay within RANK_ELEMENTS: a model's samples at a 262k vocabulary are gigabytes."""
+    elements = RANK_ELEMENTS
+    batches: list[list[list[int]]] = [[]]
+    used = 0
+    for ids in conts:
+        if batches[-1] and used + len(ids) * vocab > elements:
+            batches.append([])
+            used = 0
+        batches[-1].append(ids)
+        used += len(ids) * vocab
+    return [b for b in batches if b]
+
+
+def base_ranks(loaded, prefix: list[int], conts: list[list[int]]) -> list[int]:
+    """The base's rank of each continuation token (1 = its top token), one batch at a time."""
+    ranks = []
+    for ids, dist in zip(conts, loaded.continuation_logprobs([prefix] * len(conts), conts, full=True), strict=True):
+        chosen = dist.gather(-1, torch.tensor(ids).unsqueeze(-1))  # (len, 1)
+        ranks += ((dist > chosen).sum(-1) + 1).tolist()
+    return ranks

@@ -3,13 +3,13 @@ per-token log-ratios against the base, and per-position KL/JS divergence."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from explorer.core import vocab
 from explorer.core.errors import Cancelled
 from explorer.core.family import Family
 from explorer.core.member import Member, model_input
@@ -216,14 +216,6 @@ def divergence(
 
 
 def kl_js(logp: torch.Tensor, logq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL(p‖q) and JS(p, q) per row of two (positions, vocab) log-distributions.
-
-    Entries where the two agree exactly contribute exactly 0, so a model compared with itself
-    scores 0, not rounding noise."""
-    same = logp == logq  # (positions, vocab)
-    p, q = logp.exp(), logq.exp()
-    kl = torch.where(same, 0.0, p * (logp - logq)).nan_to_num().sum(-1)  # (positions,)
-    logm = torch.logaddexp(logp, logq) - math.log(2)
-    js_terms = 0.5 * p * (logp - logm) + 0.5 * q * (logq - logm)
-    js = torch.where(same, 0.0, js_terms).nan_to_num().sum(-1)  # (positions,)
-    return kl.clamp_min(0), js.clamp_min(0)
+    """KL(p‖q) and JS(p, q) per row of two (positions, vocab) log-distributions, a slice of
+    positions at a time (`vocab.kl_js`: exactly 0 where the two agree)."""
+    return vocab.kl_js(logp, logq)

@@ -3,7 +3,8 @@
 Scoring a model's samples runs the same prompt in front of every one of them; occlusion's
 variants repeat the original up to the token they replace. Both run that shared beginning once
 and reuse its key–value cache, and take log-probs as `logit − logsumexp` at the tokens asked
-for rather than as whole log-softmaxed copies of (batch, seq, vocab) logits.
+for rather than as whole log-softmaxed copies of (batch, seq, vocab) logits. A batch holds at
+most MAX_ELEMENTS floats of logits, whatever the vocabulary.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from explorer.core.member import plain_model
 from explorer.core.params import CancelToken, check_cancel
 from explorer.core.threads import fair_share
+from explorer.core.vocab import candidate_logprobs, token_logprobs
 
 MAX_ELEMENTS = 50_000_000  # bound on the floats one batched forward pass may hold in logits
 PREFIX_GROUPS = 3  # groups of rows that share a cached beginning (occlusion)
@@ -72,12 +74,6 @@ def shared_cache(cache, drop: int, copies: int):
         shared.crop(-drop)
     shared.batch_repeat_interleave(copies)
     return shared
-
-
-def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log p of `ids` (…,) under `logits` (…, vocab), without a log-softmaxed copy."""
-    logits = logits.float()
-    return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +159,11 @@ def unshared_logprobs(
     member: Any, prefixes: list[list[int]], conts: list[list[int]], full: bool, cancel: CancelToken | None,
     batch_size: int = 64,
 ) -> list[torch.Tensor]:  # fmt: skip
-    """The plain way, for models without a cache: every row whole, right-padded, in batches."""
+    """The plain way, for models without a cache: every row whole, right-padded, in batches
+    whose logits (batch, seq, vocab) stay within MAX_ELEMENTS."""
+    width = max((len(p) + len(c) for p, c in zip(prefixes, conts, strict=True)), default=1)
+    vocab = member.model.get_output_embeddings().weight.shape[0]
+    batch_size = max(1, min(batch_size, MAX_ELEMENTS // (width * vocab)))
     out: list[torch.Tensor] = []
     for start in range(0, len(prefixes), batch_size):
         check_cancel(cancel)
@@ -181,10 +181,9 @@ def unshared_logprobs(
 
 def gather_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
     """log p of candidate tokens: logits (batch, targets, vocab), choices (targets, K) →
-    (batch, targets, K)."""
-    logits = logits.float()
-    index = choices.to(logits.device).unsqueeze(0).expand(logits.shape[0], -1, -1)
-    return logits.gather(-1, index) - torch.logsumexp(logits, dim=-1, keepdim=True)
+    (batch, targets, K), a slice of rows at a time (`vocab.over_rows`)."""
+    index = choices.to(logits.device).unsqueeze(0).expand(logits.shape[0], -1, -1)  # (batch, targets, K)
+    return candidate_logprobs(logits, index)
 
 
 def embeds_input(model, embeds: torch.Tensor, ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -238,13 +237,16 @@ def shared_row_choices(member: Any, rows: torch.Tensor, predict_at: torch.Tensor
     out = torch.empty((rows.shape[0], len(predict_at), choices.shape[1]))  # (rows, targets, K)
     logits, cache = forward(member, rows[:1], predict_at, keyword, fresh)
     out[:] = gather_choices(logits, choices)[0].cpu()  # identical rows keep the original's
+    vocab = member.model.get_output_embeddings().weight.shape[0]
     for start in range(0, len(order), size):
         group = order[start : start + size]
         a = int(first[group].min())
         later = predict_at >= a  # earlier predicting positions see only the shared prefix
-        shared = shared_cache(cache, rows.shape[1] - a, len(group)) if a > 0 else None
-        logits, _ = forward(member, rows[group, a:], predict_at[later] - a, keyword, shared)
-        out[torch.tensor(group).unsqueeze(1), later.nonzero().flatten()] = gather_choices(logits, choices[later]).cpu()
+        per = max(1, MAX_ELEMENTS // (max(1, int(later.sum())) * vocab))  # rows whose logits fit
+        for part in (group[k : k + per] for k in range(0, len(group), per)):
+            shared = shared_cache(cache, rows.shape[1] - a, len(part)) if a > 0 else None
+            logits, _ = forward(member, rows[part, a:], predict_at[later] - a, keyword, shared)  # (part, later, vocab)
+            out[torch.tensor(part).unsqueeze(1), later.nonzero().flatten()] = gather_choices(logits, choices[later]).cpu()
     return out
 
 

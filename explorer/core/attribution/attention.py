@@ -11,7 +11,11 @@ from explorer.core.member import plain_model
 @torch.no_grad()
 def attentions(problem: Problem) -> tuple[torch.Tensor, ...]:
     model = problem.member.model
-    out = model(input_ids=problem.ids.unsqueeze(0).to(model.device), output_attentions=True)
+    ids = problem.ids.unsqueeze(0).to(problem.member.device)  # (1, seq)
+    try:  # the weights are all it needs: logits at one position, not (seq, vocab)
+        out = model(input_ids=ids, output_attentions=True, logits_to_keep=1)
+    except TypeError:  # a model class without `logits_to_keep`
+        out = model(input_ids=ids, output_attentions=True)
     label = problem.member.ref.label
     if not hasattr(out, "attentions"):  # a state-space model (Mamba): no attention anywhere
         raise ValueError(

@@ -55,10 +55,10 @@ def mean_embedding_baseline(problem: Problem) -> torch.Tensor:
     that position's own embedding. The straight path then keeps a healthy norm, avoiding the
     RMSNorm singularity near zero that makes IG from a zero or pad baseline need hundreds of
     steps."""
-    weight = problem.member.model.get_input_embeddings().weight.detach().float()  # (vocab, dim)
-    special = set(problem.member.tokenizer.all_special_ids)
-    keep = torch.tensor([i for i in range(weight.shape[0]) if i not in special])
-    mean = weight[keep].mean(0)  # (dim,)
+    weight = problem.member.model.get_input_embeddings().weight.detach()  # (vocab, dim)
+    special = sorted(i for i in set(problem.member.tokenizer.all_special_ids) if 0 <= i < weight.shape[0])
+    total = weight.sum(0, dtype=torch.float32) - weight[special].sum(0, dtype=torch.float32)  # (dim,)
+    mean = total / (weight.shape[0] - len(special))  # no copy of a 262k-row table
     x = embed(problem)  # (1, seq, dim)
     scale = x.norm(dim=-1, keepdim=True) / mean.norm().clamp_min(1e-12)  # (1, seq, 1)
     return mean.view(1, 1, -1) * scale

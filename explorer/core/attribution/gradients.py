@@ -15,7 +15,7 @@ import torch
 from explorer.core.attribution.problem import Problem, score_logits
 from explorer.core.teacher import cache_keyword, embeds_input, predicting_logits
 
-MAX_ELEMENTS = 50_000_000  # bound on batch × targets × seq × (dim + vocab) held by one backward
+MAX_ELEMENTS = 50_000_000  # bound on batch × targets × (seq × dim + vocab) held by one backward
 TARGET_GROUP = 8  # targets per forward pass at least: later groups need a longer prefix
 GROUP_ROWS = 256  # …and up to this many (targets × rows) per group: one row (grad×input) → 32+
 
@@ -54,7 +54,7 @@ def target_gradients(problem: Problem, embeds: torch.Tensor) -> torch.Tensor:
     gives every target's gradient there, and only the model's body runs batched."""
     model = problem.member.model
     n, (batch, seq, dim) = len(problem.targets), embeds.shape
-    out = torch.zeros((n, batch, seq, dim))
+    out = torch.zeros((n, batch, seq, dim), device=embeds.device)
     pred = problem.positions - 1  # (targets,)
     keyword = cache_keyword(model)
     groups = position_groups(pred, target_group_size(problem, embeds))
@@ -110,7 +110,7 @@ class HeadCut:
             return vjp_each(scores.sum(0), leaves, keep_graph)
         (at_head,) = torch.autograd.grad(scores.sum(), self.leaf)  # (batch, group, hidden)
         k = scores.shape[1]
-        basis = torch.zeros((k, *at_head.shape))  # (group, batch, group, hidden)
+        basis = at_head.new_zeros((k, *at_head.shape))  # (group, batch, group, hidden)
         basis[torch.arange(k), :, torch.arange(k)] = at_head.transpose(0, 1)
         hidden, self.leaf = self.hidden, None
         grads = torch.autograd.grad(hidden, leaves, basis, retain_graph=keep_graph, is_grads_batched=True)
@@ -134,12 +134,18 @@ def frozen(model):
 def target_group_size(problem: Problem, embeds: torch.Tensor) -> int:
     """Predicting positions per group: at least TARGET_GROUP, up to GROUP_ROWS rows in all and
     half the targets (measured fastest: 16 of 32 targets for one row on fable, 12 of 24 on
-    SmolLM2-135M; 8 for IG's 32 rows), within memory."""
+    SmolLM2-135M; 8 for IG's 32 rows), within memory: a group holds its logits (batch, group,
+    vocab) — only at its own positions — and its batched gradients (group, batch, seq, dim)."""
     batch, seq, dim = embeds.shape
-    vocab = problem.member.model.get_output_embeddings().weight.shape[0]
     halves = math.ceil(len(problem.targets) / 2)  # two groups beat one: later targets see more
     size = max(TARGET_GROUP, min(GROUP_ROWS // batch, halves))
-    return max(1, min(size, MAX_ELEMENTS // (batch * seq * (dim + vocab))))
+    return max(1, min(size, MAX_ELEMENTS // (batch * target_width(problem, seq, dim))))
+
+
+def target_width(problem: Problem, seq: int, dim: int) -> int:
+    """Floats one target of one row holds in a backward pass: its gradient over the sequence
+    (seq × dim) and its logits (vocab, at the predicting position only)."""
+    return seq * dim + problem.member.model.get_output_embeddings().weight.shape[0]
 
 
 def position_groups(pred: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -170,7 +176,8 @@ def vjp_each(
     `keep_graph` keeps the graph for later groups that run back through the same chunks."""
     try:
         grads = torch.autograd.grad(
-            total, leaves, torch.eye(len(total)), retain_graph=keep_graph, is_grads_batched=True
+            total, leaves, torch.eye(len(total), dtype=total.dtype, device=total.device), retain_graph=keep_graph,
+            is_grads_batched=True,
         )
     except RuntimeError:
         rows = [torch.autograd.grad(t, leaves, retain_graph=True) for t in total]

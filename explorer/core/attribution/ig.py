@@ -23,6 +23,7 @@ from explorer.core.attribution.gradients import (
     embed,
     forward_embeds,
     target_gradients,
+    target_width,
 )
 from explorer.core.attribution.problem import MethodResult, Problem
 from explorer.core.attribution.quadrature import clenshaw_curtis, gauss_legendre
@@ -40,22 +41,21 @@ def path_contributions(
 
     IG with any quadrature rule is the weighted sum of these over the nodes. Nodes go in
     chunks that bound the memory of one backward pass."""
-    vocab = problem.member.model.get_output_embeddings().weight.shape[0]
-    per_point = x.shape[1] * (x.shape[2] + vocab) * min(TARGET_GROUP, len(problem.targets))
+    per_point = target_width(problem, x.shape[1], x.shape[2]) * min(TARGET_GROUP, len(problem.targets))
     chunk = max(1, min(64, MAX_ELEMENTS // per_point))  # interpolation points per pass
     parts = []
     for start in range(0, len(alphas), chunk):
         check_cancel(problem.cancel)
         a = alphas[start : start + chunk].view(-1, 1, 1)  # (k, 1, 1)
         grads = target_gradients(problem, x0 + a * (x - x0))  # (targets, k, seq, dim)
-        parts.append(torch.einsum("tksd,sd->tks", grads, (x - x0)[0]))
-    return torch.cat(parts, dim=1)  # (targets, nodes, seq)
+        parts.append(torch.einsum("tksd,sd->tks", grads, (x - x0)[0]).cpu())
+    return torch.cat(parts, dim=1)  # (targets, nodes, seq), on the CPU as the rules' weights
 
 
 def score_change(problem: Problem, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """Δ = f(x) − f(baseline) per target (targets,): what complete attributions sum to."""
     with torch.no_grad():
-        ends = forward_embeds(problem, torch.cat([x, x0]))  # (2, targets)
+        ends = forward_embeds(problem, torch.cat([x, x0])).float().cpu()  # (2, targets)
     return ends[0] - ends[1]
 
 

@@ -73,14 +73,14 @@ def list_methods() -> pd.DataFrame:
 def saliency(problem: Problem) -> MethodResult:
     """L2 norm of the gradient of each target w.r.t. each source embedding."""
     grads = target_gradients(problem, embed(problem))
-    return MethodResult(grads[:, 0].norm(dim=-1))  # (targets, seq)
+    return MethodResult(grads[:, 0].norm(dim=-1).cpu())  # (targets, seq)
 
 
 def grad_x_input(problem: Problem) -> MethodResult:
     """Gradient · input embedding, summed over the embedding dimension."""
     x = embed(problem)
     grads = target_gradients(problem, x)
-    return MethodResult((grads[:, 0] * x[0]).sum(-1))  # (targets, seq)
+    return MethodResult((grads[:, 0] * x[0]).sum(-1).cpu())  # (targets, seq)
 
 
 register_method("saliency", saliency, additive=False)

@@ -23,7 +23,6 @@ from explorer.core.layers.sites import pass_rows
 from explorer.core.layers.spectra import spectra_seconds, weight_spectra
 from explorer.core.layers.weights import weight_diff
 from explorer.core.params import CancelToken, ProgressFn, check_cancel
-from explorer.core.threads import fair_share
 
 BACKWARD = 1.6  # the preview's backward pass, in forwards of the same text
 
@@ -103,16 +102,18 @@ def inside_estimate(family: Family, prompt: str, response: str, models: list[str
     body = anatomy(base)
     sites = len(body.blocks) * seq
     rows = pass_rows(body, problem.ids, start, sites)
+    targets = seq - start
     total, passes = 0.0, 0.0
     for label in models:
         member = family.load(label)
         c = Counter()
-        c.forward(1, seq)  # the lens
+        c.forward(1, seq)  # the lens: one pass, then the head at every block and target
+        c.heads += len(anatomy(member).blocks) * targets
         if label in able:
-            c.forward(rows, seq, repeat=1 + math.ceil(sites / (rows - 1)))  # donor capture + passes
-            c.forward(1, seq, repeat=1 + BACKWARD)  # the preview
-        with fair_share([member.model], batched=True):
-            total += c.seconds(pass_timing(member))
+            c.forward(rows, seq)  # the donor's capture
+            c.forward(rows, seq, repeat=math.ceil(sites / (rows - 1)), heads=targets + 1)  # patched passes
+            c.forward(1, seq, repeat=1 + BACKWARD, heads=targets + 1)  # the preview
+        total += c.seconds(pass_timing(member, batched=True))
         total += spectra_seconds(base, member) if label in able else 0.0
         passes += c.token_passes
     memory = activation_bytes(base, rows, seq)  # one batch of patched passes (the largest)
