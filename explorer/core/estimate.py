@@ -98,6 +98,7 @@ class Counter:
     def add(self, other: Counter) -> None:
         """Count `other`'s passes here too (its memory is not a sum: callers take maxima)."""
         self.calls, self.tokens, self.batched = self.calls + other.calls, self.tokens + other.tokens, self.batched + other.batched
+        self.heads += other.heads
 
     @property
     def token_passes(self) -> float:

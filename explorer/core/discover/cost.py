@@ -58,4 +58,4 @@ def _add_prompt(c: Counter, member, prompt: str, n: int, max_new_tokens: int, ch
     c.add(sampling_counter(member, prompt, n, max_new_tokens, chat))
     prefix = n_tokens(member, model_input(member, prompt, chat), special=True)
     c.forward(1, prefix, repeat=reads)
-    c.forward(2 * n, max_new_tokens, repeat=reads)
+    c.forward(2 * n, max_new_tokens, repeat=reads, heads=max_new_tokens)  # the whole distribution at every position
