@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_NOTEBOOK = "explorer.ipynb"
+# Voila's lab template without its CDN links (explorer/jupyter/voila/templates/fx/index.html.j2);
+# Voila finds templates on the Jupyter data path.
+TEMPLATE = "fx"
+JUPYTER_DATA = Path(__file__).resolve().parent / "jupyter"
 SUBCOMMANDS = ("zoo",)
 
 
@@ -59,8 +63,10 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--show-sources", action="store_true", help="show code cells (stripped by default)"
     )
-    parser.add_argument("--preheat", type=int, default=0, metavar="K",
-                        help="keep K kernels pre-started with the notebook already run (faster first page)")
+    parser.add_argument("--preheat", type=int, default=1, metavar="K",
+                        help="keep K kernels started ahead of visitors, the notebook already run, so a "
+                        "page is usable at once (default 1; each costs a loaded kernel's memory; 0: "
+                        "start each visitor's kernel on request)")
     parser.add_argument(
         "--threads", type=threads_arg, default="auto", metavar="N|auto",
         help="torch threads per computation: auto (default: a fair share of the free cores, "
@@ -84,6 +90,7 @@ def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
         f"--port={args.port}",
         f"--Voila.ip={args.host}",
         f"--theme={args.theme}",
+        f"--template={TEMPLATE}",
         f"--strip_sources={not args.show_sources}",
         "--show_tracebacks=False",
     ]
@@ -120,6 +127,9 @@ def serve(argv: list[str]) -> int:
     notebook = resolve_notebook(args.notebook)
     cmd = voila_command(args, notebook)
     os.environ["FX_THREADS"] = args.threads  # the kernels Voila starts inherit the policy
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        p for p in (str(JUPYTER_DATA), os.environ.get("JUPYTER_PATH", "")) if p
+    )
     print(
         f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True
     )

@@ -7,7 +7,6 @@ their panels, so a darker cell means a larger value in any panel.
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from explorer.charts import (
@@ -20,6 +19,9 @@ from explorer.charts import (
     cell_for,
     readable,
 )
+from explorer.lazy import LazyModule
+
+alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
 
 def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:

@@ -33,6 +33,17 @@ def test_voila_command_binds_loopback_and_strips_sources_by_default():
     assert cmd[3].endswith("explorer.ipynb")
 
 
+def test_serve_keeps_one_kernel_warm_unless_told_and_uses_its_own_template():
+    notebook = cli.resolve_notebook(None)
+    warm = cli.voila_command(cli.serve_parser().parse_args([]), notebook)
+    assert "--preheat_kernel=True" in warm
+    assert "--VoilaKernelManager.default_pool_size=1" in warm
+    cold = cli.voila_command(cli.serve_parser().parse_args(["--preheat", "0"]), notebook)
+    assert not [arg for arg in cold if "preheat" in arg or "pool_size" in arg]
+    assert f"--template={cli.TEMPLATE}" in warm
+    assert (cli.JUPYTER_DATA / "voila" / "templates" / cli.TEMPLATE / "index.html.j2").is_file()
+
+
 def test_unknown_notebook_is_a_clear_error():
     done = subprocess.run(
         [sys.executable, "-m", "explorer.cli", "no-such-lesson"], capture_output=True, text=True
@@ -82,6 +93,8 @@ def test_the_wheel_carries_notebooks_zoo_and_probes(tmp_path):
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert f"explorer/notebooks/{nb.name}" in names
     assert "explorer/zoo/models/probes.json" in names
+    assert "explorer/jupyter/voila/templates/fx/index.html.j2" in names  # the page without a CDN
+    assert "explorer/jupyter/voila/templates/fx/conf.json" in names
     for member in ("fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-late"):
         assert f"explorer/zoo/models/{member}/model.safetensors" in names
         assert f"explorer/zoo/models/{member}/README.md" in names
