@@ -15,6 +15,7 @@ With --real: the real SmolLM2 family (2 models × 16 × 24), each click alternat
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -118,7 +119,8 @@ def first_visit(preheat: int) -> dict[str, float]:
     """One first visitor on a fresh, settled server: seconds from navigation to each phase."""
     with serving(preheat=preheat, timeout=120) as server:
         server.settle(kernels=preheat)
-        rss = sum(k.memory_info().rss for k in server.kernels()) / 2**20
+        kept = [k.memory_full_info() for k in server.kernels()]  # the kept kernel (warm runs)
+        rss, uss = (sum(getattr(m, field) for m in kept) / 2**20 for field in ("rss", "uss"))
         with browser_page(height=1400) as page:
             start = time.perf_counter()
             page.goto(url := server.url, timeout=300_000, wait_until="commit")
@@ -134,7 +136,7 @@ def first_visit(preheat: int) -> dict[str, float]:
         used = "Using pre-heated kernel" in server.log_text()
         if preheat and not used:
             print("warning: the warm visit did not get the pre-started kernel")
-    return {"first byte": first_byte, "page streamed": streamed, "app drawn": drawn, "usable": usable, "kept kernel MB": rss}
+    return {"first byte": first_byte, "page streamed": streamed, "app drawn": drawn, "usable": usable, "kept RSS MB": rss, "kept USS MB": uss}
 
 
 def first_visits(repeats: int) -> None:
@@ -143,7 +145,8 @@ def first_visits(repeats: int) -> None:
     for i in range(repeats):
         for kind, preheat in (("cold", 0), ("warm", 1)):
             runs[kind].append(first_visit(preheat))
-            print(f"{kind} {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[kind][-1].items()), flush=True)
+            print(f"{kind} {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[kind][-1].items())
+                  + f" (load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
     print(f"\n| first visit (fable, fresh browser, idle server; {repeats} alternating runs) "
           "| HTML first byte (s) | page streamed (s) | app drawn (s) | usable (s) |")  # fmt: skip
     print("|---|---|---|---|---|")
@@ -153,9 +156,10 @@ def first_visits(repeats: int) -> None:
             values = [r[phase] for r in runs[kind]]
             cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    kept = [r["kept kernel MB"] for r in runs["warm"]]
-    print(f"\nthe kept kernel's resident memory, idle with fable loaded: {statistics.median(kept):.0f} MB "
-          f"({min(kept):.0f}–{max(kept):.0f})")
+    rss, uss = ([r[f"kept {m} MB"] for r in runs["warm"]] for m in ("RSS", "USS"))
+    print(f"\nthe kept kernel, idle with fable loaded: resident {statistics.median(rss):.0f} MB "
+          f"({min(rss):.0f}–{max(rss):.0f}), of which its own (USS, not shared with other "
+          f"processes) {statistics.median(uss):.0f} MB")
 
 
 def main() -> None:

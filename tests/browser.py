@@ -74,9 +74,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(notebook: str | None = None, timeout: float = 90, preheat: int | None = None):
-    """`family-explorer [notebook] --no-browser` on a free port (`--preheat K` when given,
-    else the CLI's default); yields the `Server`."""
+def serving(notebook: str | None = None, timeout: float = 90, preheat: int | None = 0):
+    """`family-explorer [notebook] --no-browser --preheat K` on a free port; yields the `Server`.
+
+    Tests keep no kernel ready by default (K = 0): one kernel per test, the page's own. A kept
+    one is refilled a second after the visit and runs the notebook again behind the test, for
+    nobody (about 6 s more per test on two cores). `preheat=None` serves the CLI's default
+    (tests/test_offline_browser.py)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     port = free_port()
@@ -87,7 +91,7 @@ def serving(notebook: str | None = None, timeout: float = 90, preheat: int | Non
         *([notebook] if notebook else []),
         "--no-browser",
         f"--port={port}",
-        *([f"--preheat={preheat}"] if preheat is not None else []),
+        *([f"--preheat={preheat}"] if preheat is not None else []),  # None: the CLI's default
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile() as log:
@@ -107,7 +111,7 @@ def serving(notebook: str | None = None, timeout: float = 90, preheat: int | Non
 
 
 @contextlib.contextmanager
-def served(notebook: str | None = None, timeout: float = 90, preheat: int | None = None):
+def served(notebook: str | None = None, timeout: float = 90, preheat: int | None = 0):
     """`serving`, yielding only the base URL."""
     with serving(notebook, timeout, preheat) as server:
         yield server.url

@@ -33,14 +33,22 @@ def test_voila_command_binds_loopback_and_strips_sources_by_default():
     assert cmd[3].endswith("explorer.ipynb")
 
 
-def test_serve_keeps_one_kernel_warm_unless_told_and_uses_its_own_template():
-    notebook = cli.resolve_notebook(None)
-    warm = cli.voila_command(cli.serve_parser().parse_args([]), notebook)
-    assert "--preheat_kernel=True" in warm
-    assert "--VoilaKernelManager.default_pool_size=1" in warm
-    cold = cli.voila_command(cli.serve_parser().parse_args(["--preheat", "0"]), notebook)
-    assert not [arg for arg in cold if "preheat" in arg or "pool_size" in arg]
-    assert f"--template={cli.TEMPLATE}" in warm
+def pool(argv: list[str]) -> int:
+    """Kernels the Voila command keeps ready for these serve arguments."""
+    args = cli.serve_parser().parse_args(argv)
+    cmd = cli.voila_command(args, cli.resolve_notebook(args.notebook))
+    sizes = [int(a.rsplit("=", 1)[1]) for a in cmd if a.startswith("--VoilaKernelManager.default_pool_size=")]
+    assert ("--preheat_kernel=True" in cmd) == bool(sizes)
+    return sizes[0] if sizes else 0
+
+
+def test_serve_keeps_one_kernel_warm_for_the_app_unless_told_and_uses_its_own_template():
+    assert pool([]) == 1 and pool(["replay"]) == 1  # the same page for every visitor
+    assert pool(["--preheat", "0"]) == 0
+    assert pool(["02-variability"]) == 0  # lessons may load big models: only when asked
+    assert pool(["02-variability", "--preheat", "2"]) == 2
+    cmd = cli.voila_command(cli.serve_parser().parse_args([]), cli.resolve_notebook(None))
+    assert f"--template={cli.TEMPLATE}" in cmd
     assert (cli.JUPYTER_DATA / "voila" / "templates" / cli.TEMPLATE / "index.html.j2").is_file()
 
 

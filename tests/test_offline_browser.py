@@ -22,7 +22,7 @@ ICON = """() => { const i = [...document.querySelectorAll('button')].find(b => b
 
 
 def test_a_page_load_and_a_resample_ask_only_the_pages_own_server():
-    with serving() as server, browser_page() as page:
+    with serving(preheat=None) as server, browser_page() as page:  # the CLI's default: one kept
         page.goto(server.url, timeout=120_000)
         page.wait_for_function(READY, timeout=120_000)
         page.locator("input[type=number]").first.fill("4")
