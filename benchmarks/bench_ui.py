@@ -1,6 +1,9 @@
 """UI latency in the real thing: `family-explorer` (Voila) driven by headless Chromium.
 
-Reports page-load-to-interactive (navigation until Resample can be clicked) and
+Reports the first visitor's page load to usable (navigation until Resample can be clicked), in
+a fresh browser against a fresh idle server: cold (`--preheat 0`: the kernel starts on request)
+and warm (the default, one kernel started ahead and settled), alternating; with its phases
+(HTML's first byte, the page streamed — the notebook has run —, the app drawn) and the memory of the kept kernel. Then
 click-to-charts (Resample click until every response column is filled, the new findings are
 drawn and the variability charts have redrawn) for fable with 3 models × 16 samples × 24 tokens. Median of --repeats.
 With --real: the real SmolLM2 family (2 models × 16 × 24), each click alternating with a bare
@@ -12,14 +15,16 @@ With --real: the real SmolLM2 family (2 models × 16 × 24), each click alternat
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser import browser_page, served  # noqa: E402
+from browser import browser_page, served, serving  # noqa: E402
 
+DRAWN = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample'))"
 READY = "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)"
 # A redrawn chart keeps its container and its SVG element (vega updates it in place): a chart
 # counts as redrawn when its drawing's content differs from the one marked before the click.
@@ -110,23 +115,67 @@ def real(repeats: int) -> None:
         print("\nbrowser problems:", *problems[:5], sep="\n")
 
 
+def first_visit(preheat: int) -> dict[str, float]:
+    """One first visitor on a fresh, settled server: seconds from navigation to each phase."""
+    with serving(preheat=preheat, timeout=120) as server:
+        server.settle(kernels=preheat)
+        kept = [k.memory_full_info() for k in server.kernels()]  # the kept kernel (warm runs)
+        rss, uss = (sum(getattr(m, field) for m in kept) / 2**20 for field in ("rss", "uss"))
+        with browser_page(height=1400) as page:
+            start = time.perf_counter()
+            page.goto(url := server.url, timeout=300_000, wait_until="commit")
+            first_byte = time.perf_counter() - start
+            page.wait_for_load_state("domcontentloaded", timeout=300_000)  # the notebook has run
+            streamed = time.perf_counter() - start
+            page.wait_for_function(DRAWN, timeout=300_000, polling=50)
+            drawn = time.perf_counter() - start
+            page.wait_for_function(READY, timeout=300_000, polling=50)
+            usable = time.perf_counter() - start
+            if page.problems:
+                print(f"browser problems at {url}:", *page.problems[:5], sep="\n")
+        used = "Using pre-heated kernel" in server.log_text()
+        if preheat and not used:
+            print("warning: the warm visit did not get the pre-started kernel")
+    return {"first byte": first_byte, "page streamed": streamed, "app drawn": drawn, "usable": usable, "kept RSS MB": rss, "kept USS MB": uss}
+
+
+def first_visits(repeats: int) -> None:
+    """Cold and warm first visits, alternating; medians (min–max)."""
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    for i in range(repeats):
+        for kind, preheat in (("cold", 0), ("warm", 1)):
+            runs[kind].append(first_visit(preheat))
+            print(f"{kind} {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[kind][-1].items())
+                  + f" (load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+    print(f"\n| first visit (fable, fresh browser, idle server; {repeats} alternating runs) "
+          "| HTML first byte (s) | page streamed (s) | app drawn (s) | usable (s) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for kind, label in (("cold", "cold: `--preheat 0`"), ("warm", "warm: one kernel kept (default)")):
+        cells = []
+        for phase in ("first byte", "page streamed", "app drawn", "usable"):
+            values = [r[phase] for r in runs[kind]]
+            cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    rss, uss = ([r[f"kept {m} MB"] for r in runs["warm"]] for m in ("RSS", "USS"))
+    print(f"\nthe kept kernel, idle with fable loaded: resident {statistics.median(rss):.0f} MB "
+          f"({min(rss):.0f}–{max(rss):.0f}), of which its own (USS, not shared with other "
+          f"processes) {statistics.median(uss):.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--real", action="store_true", help="the real SmolLM2 family instead of fable")
+    parser.add_argument("--visits-only", action="store_true", help="only the cold and warm first visits")
     args = parser.parse_args()
     if args.real:
         real(args.repeats)
         return
-    loads, clicks = [], []
+    first_visits(args.repeats)
+    if args.visits_only:
+        return
+    clicks = []
     with served() as url, browser_page(height=1400) as page:
-        for _ in range(args.repeats):  # each visit a fresh page (and so a fresh Voila kernel)
-            fresh = page.context.new_page()
-            start = time.perf_counter()
-            fresh.goto(url, timeout=300_000)
-            fresh.wait_for_function(READY, timeout=300_000)
-            loads.append(time.perf_counter() - start)
-            fresh.close()
         page.goto(url, timeout=300_000)
         page.wait_for_function(READY, timeout=300_000)
         members = ["fable-cheerful — fine-tune", "fable-pirate — LoRA adapter"]
@@ -147,10 +196,7 @@ def main() -> None:
         "\n| measure (fable, 3 models × 16 samples × 24 tokens) | median (s) | min (s) | max (s) |"
     )
     print("|---|---|---|---|")
-    for name, values in (
-        ("page load to interactive", loads),
-        ("Resample click to charts drawn", clicks),
-    ):
+    for name, values in (("Resample click to charts drawn", clicks),):
         print(
             f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |"
         )

@@ -6,10 +6,12 @@ charts that compare models share one colour scale.
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from explorer.core.tokens import display
+from explorer.lazy import LazyModule
+
+alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
 # One palette for provenance labels everywhere (the Findings matrix uses the same colours)
 LABEL_STYLE = {"base": "#6b7280", "introduced": "#7c3aed", "amplified": "#15803d", "suppressed": "#b91c1c",

@@ -13,6 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_NOTEBOOK = "explorer.ipynb"
+# Bundled notebooks that run the same for every visitor, so a kernel can run them before anyone
+# asks (Voila's preheat); a lesson or a user's notebook may load big models or read the request.
+PREHEATED = (DEFAULT_NOTEBOOK, "replay.ipynb")
+# Voila's lab template without its CDN links (explorer/jupyter/voila/templates/fx/index.html.j2);
+# Voila finds templates on the Jupyter data path.
+TEMPLATE = "fx"
+JUPYTER_DATA = Path(__file__).resolve().parent / "jupyter"
 SUBCOMMANDS = ("zoo",)
 
 
@@ -60,8 +67,11 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--show-sources", action="store_true", help="show code cells (stripped by default)"
     )
-    parser.add_argument("--preheat", type=int, default=0, metavar="K",
-                        help="keep K kernels pre-started with the notebook already run (faster first page)")
+    parser.add_argument("--preheat", type=int, default=None, metavar="K",
+                        help="keep K kernels started ahead of visitors, the notebook already run, so a "
+                        "page is usable at once; each costs a loaded kernel's memory (default: 1 for the "
+                        "app and --replay, 0 for lessons and your own notebooks; 0: start each visitor's "
+                        "kernel on request)")
     parser.add_argument(
         "--threads", type=threads_arg, default="auto", metavar="N|auto",
         help="torch threads per computation: auto (default: a fair share of the free cores, "
@@ -85,6 +95,7 @@ def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
         f"--port={args.port}",
         f"--Voila.ip={args.host}",
         f"--theme={args.theme}",
+        f"--template={TEMPLATE}",
         f"--strip_sources={not args.show_sources}",
         "--show_tracebacks=False",
     ]
@@ -96,12 +107,19 @@ def voila_command(args: argparse.Namespace, notebook: Path) -> list[str]:
             f"--MappingKernelManager.cull_interval={min(60, args.cull_after)}",
             "--MappingKernelManager.cull_connected=False",
         ]
-    if args.preheat > 0:
+    if preheat(args, notebook) > 0:
         cmd += [
             "--preheat_kernel=True",
-            f"--VoilaKernelManager.default_pool_size={args.preheat}",
+            f"--VoilaKernelManager.default_pool_size={preheat(args, notebook)}",
         ]
     return cmd
+
+
+def preheat(args: argparse.Namespace, notebook: Path) -> int:
+    """Kernels to keep ready: as asked, else one for the bundled app and replay notebooks."""
+    if args.preheat is not None:
+        return max(args.preheat, 0)
+    return int(notebook.name in PREHEATED and notebook.parent == notebooks_dir())
 
 
 def threads_arg(value: str) -> str:
@@ -121,6 +139,9 @@ def serve(argv: list[str]) -> int:
     notebook = resolve_notebook(args.notebook)
     cmd = voila_command(args, notebook)
     os.environ["FX_THREADS"] = args.threads  # the kernels Voila starts inherit the policy
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        p for p in (str(JUPYTER_DATA), os.environ.get("JUPYTER_PATH", "")) if p
+    )
     print(
         f"family-explorer: serving {notebook.name} at http://{args.host}:{args.port}/", flush=True
     )

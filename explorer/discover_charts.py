@@ -6,10 +6,12 @@ departs little looks small next to one that departs a lot.
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from explorer.charts import LABEL_STYLE, by_model
+from explorer.lazy import LazyModule
+
+alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
 PANEL = 380  # a descendant's panel (two fit side by side at 1024 px)
 PROMPT_CHARS = 44  # prompt labels are cut to this many characters (the tooltip has them whole)

@@ -7,7 +7,6 @@ their panels, so a darker cell means a larger value in any panel.
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 
 from explorer.charts import (
@@ -21,6 +20,9 @@ from explorer.charts import (
     readable,
 )
 from explorer.core.layers.patching import SMALL
+from explorer.lazy import LazyModule
+
+alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
 
 def lens_heatmaps(lens: pd.DataFrame) -> alt.FacetChart:

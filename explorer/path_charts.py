@@ -3,8 +3,11 @@ logit path (explorer.core.extrapolate tables in, altair charts out; nothing disp
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
+
+from explorer.lazy import LazyModule
+
+alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
 RATE = alt.Axis(format="%")
 

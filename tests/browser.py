@@ -10,17 +10,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
-# Voila's page asks a CDN for Font Awesome; offline that fails twice, harmlessly. Nothing else
-# may fail.
-HARMLESS = ("font-awesome", "fontawesome", "cdnjs.cloudflare.com")
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
@@ -30,9 +32,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Server:
+    """A running `family-explorer`: its URL, its process (Voila; the kernels are its children)
+    and its log so far."""
+
+    url: str
+    proc: subprocess.Popen
+    log: IO[bytes]
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def kernels(self) -> list:
+        """The server's kernel processes (psutil), pre-started ones included."""
+        import psutil
+
+        children = psutil.Process(self.proc.pid).children(recursive=True)
+        return [k for k in children if any("ipykernel" in part for part in k.cmdline())]
+
+    def settle(self, kernels: int = 1, quiet_s: float = 1.5, timeout: float = 120) -> None:
+        """Wait until `kernels` kernels run and none used CPU for `quiet_s`: a pre-started
+        kernel has run its notebook and loaded its family."""
+        deadline, quiet_since, last = time.monotonic() + timeout, None, None
+        while time.monotonic() < deadline:
+            procs = self.kernels()
+            try:
+                used = sum(sum(k.cpu_times()[:2]) for k in procs)
+            except Exception:  # a kernel went away while we looked
+                used = None
+            if len(procs) >= kernels and used is not None and last is not None and used - last < 0.05:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_s:
+                    return
+            else:
+                quiet_since = None
+            last = used
+            time.sleep(0.25)
+        pytest.fail(f"the server's kernels did not settle within {timeout} s:\n{self.log_text()[-3000:]}")
+
+
 @contextlib.contextmanager
-def served(notebook: str | None = None, timeout: float = 90):
-    """`family-explorer [notebook] --no-browser` on a free port; yields the base URL."""
+def serving(notebook: str | None = None, timeout: float = 90, preheat: int | None = 0):
+    """`family-explorer [notebook] --no-browser --preheat K` on a free port; yields the `Server`.
+
+    Tests keep no kernel ready by default (K = 0): one kernel per test, the page's own. A kept
+    one is refilled a second after the visit and runs the notebook again behind the test, for
+    nobody (about 6 s more per test on two cores). `preheat=None` serves the CLI's default
+    (tests/test_offline_browser.py)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     port = free_port()
@@ -43,6 +91,7 @@ def served(notebook: str | None = None, timeout: float = 90):
         *([notebook] if notebook else []),
         "--no-browser",
         f"--port={port}",
+        *([f"--preheat={preheat}"] if preheat is not None else []),  # None: the CLI's default
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile() as log:
@@ -52,7 +101,7 @@ def served(notebook: str | None = None, timeout: float = 90):
         url = f"http://127.0.0.1:{port}/"
         try:
             wait_until_up(url, proc, log, timeout)
-            yield url
+            yield Server(url, proc, log)
         finally:
             proc.terminate()
             try:
@@ -61,11 +110,23 @@ def served(notebook: str | None = None, timeout: float = 90):
                 proc.kill()
 
 
+@contextlib.contextmanager
+def served(notebook: str | None = None, timeout: float = 90, preheat: int | None = 0):
+    """`serving`, yielding only the base URL."""
+    with serving(notebook, timeout, preheat) as server:
+        yield server.url
+
+
 def wait_until_up(url: str, proc: subprocess.Popen, log, timeout: float) -> None:
+    """Until the server answers at all. It asks a path that starts no kernel (any HTTP status
+    will do): getting the page itself would run the notebook for nobody and take the kernel
+    kept warm for the first visitor."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url + "voila/api/themes/up", timeout=2)
+            return
+        except urllib.error.HTTPError:
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -88,14 +149,10 @@ def browser_page(width: int = 1400, height: int = 1000):
                 viewport={"width": width, "height": height},
             )  # fmt: skip
             page = ctx.new_page()
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console: {m.text}")
-                    if m.type == "error" and not _harmless(m.text, m.location)
-                    else None
-                ),
-            )
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+            page.requests = []  # every URL the page asked for, web sockets included
+            for event in ("request", "websocket"):
+                page.on(event, lambda r: _record(r.url, page.requests, problems))
             page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
             page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
             page.problems = problems
@@ -107,9 +164,23 @@ def browser_page(width: int = 1400, height: int = 1000):
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _harmless(text: str, location: dict | None) -> bool:
-    where = f"{text} {(location or {}).get('url', '')}".lower()
-    return any(h in where for h in HARMLESS)
+def _record(url: str, requests: list[str], problems: list[str]) -> None:
+    """Keep the URL; one to a host off this machine (a CDN, a tracker) is a problem: the app
+    works offline and tells no third party who opened it."""
+    requests.append(url)
+    if host_port(url) and host_port(url).rsplit(":", 1)[0] not in LOOPBACK:
+        problems.append(f"request outside this machine: {url}")
+
+
+def host_port(url: str) -> str:
+    """`host:port` a request goes to ('' for data: URLs and files; a blob: URL belongs to the
+    page that made it)."""
+    parts = urllib.parse.urlsplit(url.removeprefix("blob:"))
+    if parts.scheme not in ("http", "https", "ws", "wss"):
+        return ""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"{host}:{parts.port or (443 if parts.scheme in ('https', 'wss') else 80)}"
 
 
 def no_traceback(page) -> None:

@@ -33,6 +33,25 @@ def test_voila_command_binds_loopback_and_strips_sources_by_default():
     assert cmd[3].endswith("explorer.ipynb")
 
 
+def pool(argv: list[str]) -> int:
+    """Kernels the Voila command keeps ready for these serve arguments."""
+    args = cli.serve_parser().parse_args(argv)
+    cmd = cli.voila_command(args, cli.resolve_notebook(args.notebook))
+    sizes = [int(a.rsplit("=", 1)[1]) for a in cmd if a.startswith("--VoilaKernelManager.default_pool_size=")]
+    assert ("--preheat_kernel=True" in cmd) == bool(sizes)
+    return sizes[0] if sizes else 0
+
+
+def test_serve_keeps_one_kernel_warm_for_the_app_unless_told_and_uses_its_own_template():
+    assert pool([]) == 1 and pool(["replay"]) == 1  # the same page for every visitor
+    assert pool(["--preheat", "0"]) == 0
+    assert pool(["02-variability"]) == 0  # lessons may load big models: only when asked
+    assert pool(["02-variability", "--preheat", "2"]) == 2
+    cmd = cli.voila_command(cli.serve_parser().parse_args([]), cli.resolve_notebook(None))
+    assert f"--template={cli.TEMPLATE}" in cmd
+    assert (cli.JUPYTER_DATA / "voila" / "templates" / cli.TEMPLATE / "index.html.j2").is_file()
+
+
 def test_unknown_notebook_is_a_clear_error():
     done = subprocess.run(
         [sys.executable, "-m", "explorer.cli", "no-such-lesson"], capture_output=True, text=True
@@ -82,6 +101,9 @@ def test_the_wheel_carries_notebooks_zoo_and_probes(tmp_path):
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert f"explorer/notebooks/{nb.name}" in names
     assert "explorer/zoo/models/probes.json" in names
+    assert "explorer/prompts/general.jsonl" in names  # Discover's general prompt set
+    assert "explorer/jupyter/voila/templates/fx/index.html.j2" in names  # the page without a CDN
+    assert "explorer/jupyter/voila/templates/fx/conf.json" in names
     for member in ("fable-base", "fable-cheerful", "fable-instruct", "fable-distilled", "fable-late", "fable-mid", "fable-rare"):
         assert f"explorer/zoo/models/{member}/model.safetensors" in names
         assert f"explorer/zoo/models/{member}/README.md" in names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import ipywidgets as w
@@ -19,7 +20,8 @@ TABS = ["Findings", "Discover", "Responses", "Variability", "Attribution", "Laye
 
 
 def enable_offline_charts() -> None:
-    """Charts render without a CDN (workshops, CI): altair's offline bundle, made once."""
+    """Charts render without a CDN (workshops, CI): altair's offline bundle, made once per
+    machine (explorer.app.offline_chart); this also imports altair."""
     from explorer.app.offline_chart import vega_bundle
 
     vega_bundle()
@@ -41,7 +43,6 @@ class Explorer(w.VBox):
     ) -> None:  # fmt: skip
         """`replay`: a saved session file to show read-only, without loading any model (a
         Binder or a weak laptop can show a prepared lesson); the family is then not loaded."""
-        enable_offline_charts()
         self.state = AppState(**settings)
         self.controller = Controller(self.state, store=store, core=core)
         super().__init__(self._build_views(), layout=w.Layout(width="100%"))
@@ -55,6 +56,13 @@ class Explorer(w.VBox):
             self.controller.import_session(replay)
         elif load and family is not None:
             self._start(family)
+        threading.Thread(target=self._warm_charts, name="explorer-charts", daemon=True).start()
+
+    def _warm_charts(self) -> None:
+        """The charts' machinery (altair with its jsonschema, the vega bundle: 1.5–2.5 s) loads
+        after the family, off the path to a usable page, and before the first chart needs it."""
+        self.controller.wait(timeout=600)
+        enable_offline_charts()
 
     def _build_views(self) -> list[w.Widget]:
         state, ctl = self.state, self.controller

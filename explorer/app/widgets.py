@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
+from typing import TYPE_CHECKING
 
-import altair as alt
 import ipywidgets as w
 import pandas as pd
 
-from explorer.app.offline_chart import OfflineChart
+if TYPE_CHECKING:
+    import altair as alt
 
 
 def escape(text: object) -> str:
@@ -70,6 +71,8 @@ def show_chart(
         if tuple(box.children) != (kept,):
             box.children = [kept]
         return
+    from explorer.app.offline_chart import OfflineChart  # altair: imported by the first chart
+
     box._fx_chart = OfflineChart(chart, embed_options=EMBED)
     box.children = [box._fx_chart]
 
