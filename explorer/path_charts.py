@@ -9,7 +9,6 @@ from explorer.lazy import LazyModule
 
 alt = LazyModule("altair")  # imported by the first chart, not by the app's start
 
-RATE = alt.Axis(format="%")
 
 
 def rate_by_lambda_chart(rates: pd.DataFrame, fits: pd.DataFrame | None = None,
@@ -24,7 +23,7 @@ def rate_by_lambda_chart(rates: pd.DataFrame, fits: pd.DataFrame | None = None,
         alt.Tooltip("freq:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%"), alt.Tooltip("hi:Q", format=".1%"),
     ])  # fmt: skip
     layers = [
-        base.mark_rule(strokeWidth=2).encode(y=alt.Y("lo:Q", title="rate (95% interval)", axis=RATE, scale=alt.Scale(domain=[0, 1])), y2="hi:Q"),
+        base.mark_rule(strokeWidth=2).encode(y=alt.Y("lo:Q", title="rate (95% interval)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])), y2="hi:Q"),
         base.mark_point(filled=True, size=70).encode(y="freq:Q"),
     ]  # fmt: skip
     if curve is not None and len(curve):

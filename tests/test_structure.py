@@ -139,3 +139,12 @@ def test_functions_stay_short():
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+def test_the_app_starts_without_altair():
+    """altair (about a second to import) loads with the first chart, not with the app: a
+    module-level `alt.` anywhere on the app's import path would undo it."""
+    code = "import sys\nfrom explorer.app import Explorer\nExplorer()\nprint('altair' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
