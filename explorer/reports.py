@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from explorer import charts
+from explorer.attribution_text import faithfulness_html
 from explorer.core.analysis import analyse
 from explorer.core.findings import decided, findings, needed_as_text
 from explorer.core.results import library_versions
@@ -83,6 +84,8 @@ def session_sections(session: CoreSession) -> tuple[list[str], list[dict]]:
         if len(diff):
             parts.append(charts.attribution_heatmaps(diff, title=f"Minus {attr.models[0]}"))
         body.append(f"<p class='note'>{esc(attr.summary())}</p>" + chart_section("Attribution", specs, parts))
+        if attr.meta.get("faithfulness"):
+            body.append("<h2>Which method to believe</h2>" + faithfulness_html(pd.DataFrame(attr.meta["faithfulness"])))
     return body, specs
 
 

@@ -10,8 +10,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from explorer.app.attribution_checks import AttributionChecks
 from explorer.app.core import Core
 from explorer.app.derived import (
+    agreement_views,
     attribution_views,
     chosen_tokens,
     left_out,
@@ -31,11 +33,11 @@ MAX_SPREAD_SAMPLES = 8
 CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
            "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
            "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
-           "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
+           "attribution_diff": None, "attribution_note": "", "attribution_spread": None, "faithfulness": None, "agreement": None,
            "inside": None, "downloads": []}  # fmt: skip
 
 
-class Controller(LayerActions):
+class Controller(LayerActions, AttributionChecks):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -320,7 +322,7 @@ class Controller(LayerActions):
             if job.abandoned or err.partial is None:
                 raise
             return {**attribution_views(err.partial), "status": f"Stopped: kept the attribution in {', '.join(err.partial.models)}"}
-        job.publish(**attribution_views(attr), status=f"Attributed with {method}; measuring spread over samples…")
+        self._publish_attribution(job, family, attr)
         try:
             spread = self.core.attribute_samples(family, samples, spread_method(method), align=align,
                                                  max_samples=MAX_SPREAD_SAMPLES, cancel=job.cancel,
@@ -329,8 +331,9 @@ class Controller(LayerActions):
             if job.abandoned or err.partial is None:
                 raise
             n = int(err.partial["n"].max()) if len(err.partial) else 0
-            return {"attribution_spread": err.partial, "status": f"Stopped: kept the attribution and the spread over the first {n} samples per model"}
-        return {"attribution_spread": spread, "status": f"Attributed with {method}"}
+            return {"attribution_spread": err.partial, **agreement_views(err.partial, spread_method(method)),
+                    "status": f"Stopped: kept the attribution and the spread over the first {n} samples per model"}  # fmt: skip
+        return {"attribution_spread": spread, **agreement_views(spread, spread_method(method)), "status": f"Attributed with {method}"}
 
     # --- sessions, sweeps, downloads ------------------------------------------------------------
 

@@ -75,6 +75,18 @@ class Core:
         return attribute(family, samples.prompt, response, method=method, models=samples.models,
                          chat=samples.params.chat, **kw)  # fmt: skip
 
+    def faithfulness(self, family: Family, attr: Attribution, **kw: Any) -> Any:
+        return attr.faithfulness(family, **kw)
+
+    def methods_estimate(self, family: Family, samples: SampleSet, response: str, methods: list[str]) -> Estimate:
+        """Every method's attribution of the chosen response in every model, and its curves."""
+        kw = {"prompt": samples.prompt, "response": response, "models": samples.models, "chat": samples.params.chat}
+        parts = [estimate(family, "attribute", method=m, **kw) for m in methods] + [estimate(family, "faithfulness", **kw)] * len(methods)
+        if any(p.seconds is None for p in parts):
+            return parts[0]
+        return Estimate("comparing methods", sum(p.seconds for p in parts), sum(p.token_passes for p in parts),
+                        max(p.memory_bytes for p in parts), f"{len(methods)} methods in {len(samples.models)} models")  # fmt: skip
+
     def attribute_samples(self, family: Family, samples: SampleSet, method: str, **kw: Any) -> Any:
         return attribute_samples(family, samples, method=method, **kw)
 

@@ -121,7 +121,7 @@ def attribute(
     check_request(family, spec, goal, foil)
     words = use_words(family, labels, align, targets, goal)
     plan = Plan(family, (prompt, response, chat), targets, foil, sources, spec, goal, options, cancel)
-    meta = {"prompt": prompt, "response": response, "method": method, "target": goal.name,
+    meta = {"prompt": prompt, "response": response, "chat": chat, "method": method, "target": goal.name,
             "options": options, "foil": foil, "sources": sources, "additive": spec.additive,
             "align": "words" if words else "tokens", "versions": library_versions()}  # fmt: skip
     return finished(plan, labels, words, progress, meta)
@@ -227,9 +227,12 @@ def attribute_samples(
 
 
 def summarise_spread(rows: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions."""
+    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions; every
+    sample's scores stay in `attrs["per_sample"]` (what `agreement` compares models with)."""
     if not rows:
         return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "sd", "n"])
     long = pd.concat(rows, ignore_index=True)
     out = long.groupby(["model", "source_pos", "source_token"], sort=False)["score"].agg(["mean", "std", "count"])
-    return out.reset_index().rename(columns={"std": "sd", "count": "n"}).fillna({"sd": 0.0})
+    out = out.reset_index().rename(columns={"std": "sd", "count": "n"}).fillna({"sd": 0.0})
+    out.attrs["per_sample"] = long[["model", "sample", "source_pos", "source_token", "score"]]
+    return out
