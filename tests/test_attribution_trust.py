@@ -137,13 +137,12 @@ def test_the_batched_curves_equal_one_pass_per_row(fable, known):
 
 
 def per_sample(means: dict[str, np.ndarray], n: int, noise: float, seed: int) -> pd.DataFrame:
-    """Sequence scores of n answers per model: each model's means plus Gaussian noise."""
+    """A spread as `attribute_samples` returns it: n answers per model, each model's means plus
+    Gaussian noise, every answer's score kept in `scores`."""
     rng = np.random.default_rng(seed)
-    rows = [{"model": m, "sample": i, "source_pos": j, "source_token": f"w{j}", "score": mu[j] + noise * rng.normal()}
-            for m, mu in means.items() for i in range(n) for j in range(len(mu))]  # fmt: skip
-    spread = pd.DataFrame(columns=["model"])
-    spread.attrs["per_sample"] = pd.DataFrame(rows)
-    return spread
+    rows = [{"model": m, "source_pos": j, "source_token": f"w{j}", "scores": list(mu[j] + noise * rng.normal(size=n))}
+            for m, mu in means.items() for j in range(len(mu))]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def test_agreement_tells_a_different_ranking_from_the_methods_noise():
@@ -166,9 +165,7 @@ def test_changes_beyond_noise_are_the_ones_whose_interval_excludes_zero():
 def test_attribute_samples_keeps_every_answer_for_the_agreement(fable):
     samples = fx.sample(fable, "the weather today is", n=6, seed=0, models=["fable-base", "fable-cheerful"])
     spread = fx.attribute_samples(fable, samples, method="grad_x_input")
-    long = spread.attrs["per_sample"]
-    means = long.groupby(["model", "source_pos"], sort=False)["score"].mean().to_numpy()
-    assert np.allclose(means, spread["mean"].to_numpy())
+    assert np.allclose(spread["scores"].map(np.mean), spread["mean"]) and (spread["scores"].map(len) == spread["n"]).all()
     table = agreement(spread)
     assert list(table["model"]) == ["fable-cheerful"] and table["n"].iloc[0] == 6
 

@@ -2,7 +2,7 @@
 than the method's own noise?
 
 `attribute_samples` attributes each model's own answers and keeps every answer's sequence-level
-scores per prompt token (`spread.attrs["per_sample"]`). Two models' mean scores always differ
+score per prompt token (the `scores` column). Two models' mean scores always differ
 somewhat, because each mean is over a handful of sampled answers; so the difference is judged
 against the base's disagreement with itself:
 
@@ -31,13 +31,12 @@ TINY = 1e-6  # a change whose interval stays this close to 0 is float noise, not
 COLUMNS = ["model", "spearman", "lo", "hi", "self", "self_lo", "self_hi", "beyond_noise", "n"]
 
 
-def sample_matrix(per_sample: pd.DataFrame, model: str) -> tuple[np.ndarray, pd.Series]:
+def sample_matrix(spread: pd.DataFrame, model: str) -> tuple[np.ndarray, pd.Series]:
     """(samples, sources) scores of one model, sources in prompt order, and their tokens
     (indexed by source_pos)."""
-    rows = per_sample[per_sample["model"] == model]
-    wide = rows.pivot_table(index="sample", columns="source_pos", values="score", aggfunc="sum")
-    tokens = rows.drop_duplicates("source_pos").set_index("source_pos")["source_token"]
-    return wide.to_numpy(dtype=float), tokens.reindex(wide.columns)
+    rows = spread[spread["model"] == model]
+    scores = np.array(rows["scores"].tolist(), dtype=float).reshape(len(rows), -1)  # (sources, samples)
+    return scores.T, rows.set_index("source_pos")["source_token"]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,17 +71,16 @@ def agreement(spread: pd.DataFrame, base: str | None = None, splits: int = SPLIT
     """One row per descendant: its rank correlation with the base beyond the method's noise (the
     module docstring); `spread` is `attribute_samples`' result. Needs at least 2 samples of the
     descendant and 4 of the base (two halves of 2); fewer give NaN with beyond_noise False."""
-    per_sample = spread.attrs.get("per_sample")
-    if per_sample is None or per_sample.empty:
+    if spread is None or spread.empty or "scores" not in spread:
         return pd.DataFrame(columns=COLUMNS)
-    models = list(dict.fromkeys(per_sample["model"]))
+    models = list(dict.fromkeys(spread["model"]))
     base = base or models[0]
-    ref, _ = sample_matrix(per_sample, base)
+    ref, _ = sample_matrix(spread, base)
     rows = []
     for model in models:
         if model == base:
             continue
-        own, _ = sample_matrix(per_sample, model)
+        own, _ = sample_matrix(spread, model)
         if len(own) < 2 or len(ref) < 4 or own.shape[1] != ref.shape[1]:
             rows.append({"model": model, "beyond_noise": False, "n": len(own)})
             continue
@@ -104,13 +102,12 @@ def changes(spread: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFra
     """Per (model, prompt token): the mean score over the model's answers, its 95% bootstrap
     interval, and whether it excludes 0 — for relative methods, whose scores are the change an
     adaptation made (exactly 0 in the base, which is left out)."""
-    per_sample = spread.attrs.get("per_sample")
     out = []
-    if per_sample is None or per_sample.empty:
+    if spread is None or spread.empty or "scores" not in spread:
         return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "lo", "hi", "beyond_noise"])
     rng = np.random.default_rng(seed)
-    for model in list(dict.fromkeys(per_sample["model"]))[1:]:
-        m, tokens = sample_matrix(per_sample, model)
+    for model in list(dict.fromkeys(spread["model"]))[1:]:
+        m, tokens = sample_matrix(spread, model)
         boot = m[rng.integers(0, len(m), (reps, len(m)))].mean(1)  # (reps, sources)
         lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
         decided = len(m) >= MIN_SAMPLES  # fewer answers give an interval that means nothing

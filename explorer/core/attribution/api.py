@@ -227,12 +227,10 @@ def attribute_samples(
 
 
 def summarise_spread(rows: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions; every
-    sample's scores stay in `attrs["per_sample"]` (what `agreement` compares models with)."""
+    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions, and
+    every sample's score in sample order (`scores`, what `agreement` compares models with)."""
     if not rows:
-        return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "sd", "n"])
+        return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "sd", "n", "scores"])
     long = pd.concat(rows, ignore_index=True)
-    out = long.groupby(["model", "source_pos", "source_token"], sort=False)["score"].agg(["mean", "std", "count"])
-    out = out.reset_index().rename(columns={"std": "sd", "count": "n"}).fillna({"sd": 0.0})
-    out.attrs["per_sample"] = long[["model", "sample", "source_pos", "source_token", "score"]]
-    return out
+    out = long.groupby(["model", "source_pos", "source_token"], sort=False)["score"].agg(["mean", "std", "count", list])
+    return out.reset_index().rename(columns={"std": "sd", "count": "n", "list": "scores"}).fillna({"sd": 0.0})
