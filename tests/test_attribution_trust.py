@@ -129,8 +129,10 @@ def test_the_batched_curves_equal_one_pass_per_row(fable, known):
     rows = variant_rows(p, list(features.values()), order, ks, member.tokenizer.pad_token_id)
     one_by_one = torch.cat([summed_scores(p, rows[i : i + 1]) for i in range(len(rows))])
     curve = faith.curves.query("model == 'fable-instruct'")
-    assert np.allclose(curve["deletion"].iloc[1:], one_by_one[2 : 2 + 2 * len(ks) : 2], atol=1e-4)
-    assert np.allclose(curve["insertion"].iloc[1:], one_by_one[3 : 2 + 2 * len(ks) : 2], atol=1e-4)
+    assert list(curve["k"]) == [0, *ks, len(features)]
+    assert np.allclose(curve["deletion"].iloc[1:-1], one_by_one[2 : 2 + 2 * len(ks) : 2], atol=1e-4)
+    assert np.allclose(curve["insertion"].iloc[1:-1], one_by_one[3 : 2 + 2 * len(ks) : 2], atol=1e-4)
+    assert np.allclose(curve["deletion"].iloc[[0, -1]], one_by_one[[0, 1]], atol=1e-4)  # the text, no prompt
     singles = one_by_one[2 + 2 * len(ks) :]  # each word alone: the scale every method shares
     row = faith.df.set_index("model").loc["fable-instruct"]
     assert row["scale"] == pytest.approx(max(abs(row["drop"]), float((one_by_one[0] - singles).abs().max())), rel=1e-5)

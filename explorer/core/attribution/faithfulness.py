@@ -110,8 +110,9 @@ def summed_scores(problem: Problem, rows: torch.Tensor) -> torch.Tensor:
     return problem.target.fn(logp).sum(-1).double()
 
 
-def curve_numbers(f: torch.Tensor, ks: list[int]) -> tuple[dict, list[dict]]:
-    """From the summed scores of `variant_rows` (rows,): the method's numbers and its curves."""
+def curve_numbers(f: torch.Tensor, ks: list[int], n: int) -> tuple[dict, list[dict]]:
+    """From the summed scores of `variant_rows` (rows,) for n words: the method's numbers and
+    its curves, from k = 0 (nothing deleted, nothing kept) to k = n."""
     full, empty = float(f[0]), float(f[1])
     curves, singles = f[2 : 2 + 2 * len(ks)], f[2 + 2 * len(ks) :]
     deletion, insertion = curves[0::2].numpy(), curves[1::2].numpy()
@@ -122,6 +123,7 @@ def curve_numbers(f: torch.Tensor, ks: list[int]) -> tuple[dict, list[dict]]:
     score = (comp - suff) / scale if ks and scale >= MIN_DROP else float("nan")
     curve = [{"k": 0, "deletion": full, "insertion": empty}]
     curve += [{"k": k, "deletion": float(d), "insertion": float(i)} for k, d, i in zip(ks, deletion, insertion, strict=True)]
+    curve.append({"k": n, "deletion": empty, "insertion": full})
     return {"faithfulness": score, "comprehensiveness": comp, "sufficiency": suff, "drop": drop, "scale": scale}, curve
 
 
@@ -137,7 +139,7 @@ def model_faithfulness(problem: Problem, base: Problem | None, text: tuple[str, 
     f = summed_scores(problem, rows)
     if base is not None:
         f = f - summed_scores(base, rows)
-    numbers, curve = curve_numbers(f, ks)
+    numbers, curve = curve_numbers(f, ks, len(words))
     numbers["words"] = len(words)
     return numbers, curve
 
