@@ -96,13 +96,16 @@ class Core:
     def attribution_estimate(
         self, family: Family, samples: SampleSet, response: str, method: str, spread: str, max_samples: int
     ) -> Estimate:
-        """The chosen response in every model, plus the spread over each model's own samples."""
-        one = estimate(family, "attribute", prompt=samples.prompt, response=response, method=method,
-                       models=samples.models, chat=samples.params.chat)  # fmt: skip
+        """The chosen response in every model, its faithfulness, then the spread over each
+        model's own samples."""
+        text = {"prompt": samples.prompt, "response": response, "models": samples.models, "chat": samples.params.chat}
+        one = estimate(family, "attribute", method=method, **text)
+        curves = estimate(family, "faithfulness", **text)
         many = estimate(family, "attribute_samples", samples=samples, method=spread, max_samples=max_samples)
-        if one.seconds is None or many.seconds is None:
+        if one.seconds is None or many.seconds is None or curves.seconds is None:
             return one
-        return Estimate("attribution", one.seconds + many.seconds, one.token_passes + many.token_passes,
+        return Estimate("attribution", one.seconds + curves.seconds + many.seconds,
+                        one.token_passes + curves.token_passes + many.token_passes,
                         max(one.memory_bytes, many.memory_bytes), f"{one.detail}, then {many.detail}")  # fmt: skip
 
     def inside(self, family: Family, samples: SampleSet, response: str, site: str, **kw: Any) -> Any:
