@@ -146,6 +146,7 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
             sources="prompt",
             max_steps=max_steps,
             path="straight",
+            budget=None,  # run to convergence: the row compares accuracy, not the default budget
         )
         adaptive.update(attr.meta["extra"][label])
         return torch.tensor(attr.matrix(label).to_numpy())

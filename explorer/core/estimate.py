@@ -200,7 +200,8 @@ def ig_nodes_per_target(member: Member, options: dict, n_targets: int, length: i
     (an upper bound: targets that converge early use fewer)."""
     from explorer.core.attribution.ig import BUDGET, FLOOR_WORK, n_parameters
 
-    steps = options.get("n_steps") or "adaptive"
+    steps = options.get("n_steps")
+    steps = "adaptive" if steps is None else steps
     if isinstance(steps, int):
         return steps
     budget, most = options.get("budget", BUDGET), options.get("max_steps", 1024) + 1

@@ -122,7 +122,8 @@ def integrated_gradients(
         gap = completeness_gap(scores, delta)
         extra = {"rule": "exact", "converged": (gap <= tolerance).tolist(), "n_steps": 0, "steps_per_target": [0] * len(gap)}
     else:
-        scores, gap, extra = straight_ig(problem, n_steps or "adaptive", baseline, Limits(tolerance, convergence, max_steps, budget))
+        steps = "adaptive" if n_steps is None else n_steps
+        scores, gap, extra = straight_ig(problem, steps, baseline, Limits(tolerance, convergence, max_steps, budget))
     extra |= {"path": path, "completeness_gap": gap.tolist(), "baseline": baseline}
     return MethodResult(scores, extra)
 
