@@ -1,13 +1,15 @@
-"""Integrated gradients: fixed Gauss–Legendre steps (Captum's rule) or an adaptive mode that
-refines each target with nested Clenshaw–Curtis rules until its attributions are complete and
-have stopped changing.
+"""Integrated gradients: the sequential path by default (`sequential`: exact, forward passes
+only), or the straight path with fixed Gauss–Legendre steps (Captum's rule) or an adaptive mode
+that refines each target with nested Clenshaw–Curtis rules until its attributions are complete
+and have stopped changing.
 
-The adaptive mode's `budget` bounds the whole run: at most `budget` × targets nodes in all,
-shared by the targets, or as many as FLOOR_WORK allows where that is more (small models:
-the zoo's converge within it, a 135M-parameter model gets the nodes per target): when a round would pass it, only the targets
-furthest from done (gap + change) that fit get refined, then it stops (None: only `max_steps`
-bounds it). The default finishes a 24-token response on a 135M-parameter model in about 10×
-the grad×input time; without it, one real target used 1025 nodes and the run took minutes.
+On the straight path the adaptive mode's `budget` bounds the whole run: at most `budget` ×
+targets nodes in all, shared by the targets, or as many as FLOOR_WORK allows where that is more;
+when a round would pass it, only the targets furthest from done (gap + change) that fit get
+refined, then it stops (None: only `max_steps` bounds it). Neither the zoo nor SmolLM2-135M
+converges within the default (fable-base: gaps up to 44% at 33 nodes; SmolLM2: 24 of 24 targets
+flagged at 10× the grad×input time), which is why the sequential path is the default; the
+flags say so rather than pass the result as converged.
 """
 
 from __future__ import annotations
