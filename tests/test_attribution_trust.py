@@ -197,5 +197,10 @@ def test_the_app_shows_faithfulness_beside_the_method_and_agreement_with_its_int
     assert app.wait(120) and "changes beyond noise on" in view.agreement.value or "no token's change" in view.agreement.value
     from explorer.reports import report
 
-    page = report(app.controller.session(), tmp_path / "r.html").read_text()
+    session = app.controller.session()
+    page = report(session, tmp_path / "r.html").read_text()
     assert "Which method to believe" in page and "Faithfulness on this response" in page, page[:3000]
+    session.save(tmp_path / "s.json")  # a replay shows the numbers and cannot measure more
+    replay = fx.Explorer(None, replay=tmp_path / "s.json")
+    assert replay.state.faithfulness is not None and replay.attribution.faithful.compare.disabled
+    assert replay.controller.compare_methods() is None and "replay" in replay.state.error

@@ -57,6 +57,9 @@ class AttributionChecks:
         if s.attribution is None or s.chosen is None:
             self.fail("Pick a response in the Responses tab first: methods are compared on it.")
             return None
+        if s.family is None:
+            self.fail("This is a replay: no model is loaded. Load the family to measure the other methods.")
+            return None
         attr, samples = s.attribution, s.samples
         done = {r["method"] for r in attr.meta.get("faithfulness", [])}
         todo = [m for m, _ in s.methods if m not in done and (s.weights or not needs_weights(m))]

@@ -19,13 +19,13 @@ class FaithfulnessBox(w.VBox):
         self.compare = w.Button(description="Measure every method", icon="balance-scale",
                                 tooltip="attribute this response with every method and measure how faithful each is")  # fmt: skip
         self.compare.on_click(lambda _: ctl.compare_methods())
-        state.observe(self.redraw, names=["faithfulness", "attribution"])
+        state.observe(self.redraw, names=["faithfulness", "attribution", "family"])
         super().__init__([self.table, self.compare])
         self.redraw()
 
     def redraw(self, _=None) -> None:
         self.table.value = faithfulness_html(self.state.faithfulness)
-        self.compare.disabled = self.state.attribution is None
+        self.compare.disabled = self.state.attribution is None or self.state.family is None  # a replay has no models
 
 
 class AgreementBox(w.HTML):
