@@ -145,6 +145,8 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
             models=[label],
             sources="prompt",
             max_steps=max_steps,
+            path="straight",
+            budget=None,  # run to convergence: the row compares accuracy, not the default budget
         )
         adaptive.update(attr.meta["extra"][label])
         return torch.tensor(attr.matrix(label).to_numpy())
@@ -181,6 +183,7 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
             f"Captum LayerIntegratedGradients at {steps} steps, the fewest as accurate as ours, eos baseline",
             lambda: captum_gradient(model, tok, prompt, target, LayerIntegratedGradients(model, emb), n_steps=steps, baselines=eos),
             times=1, same=False, extra=f"equal accuracy: every target within {error:.2%} (L1) of the converged attributions")  # fmt: skip
+    rows.append(ig_against_grad_x_input(family, label, prompt, response, repeats))
     compare("occlusion", lambda: ours(family, label, prompt, response, "occlusion"),
             "Captum FeatureAblation, forward_in_tokens=False",
             lambda: captum_occlusion(model, tok, prompt, target, forward_in_tokens=False))  # fmt: skip
@@ -190,12 +193,55 @@ def run(family, label: str, prompt: str, response: str, repeats: int, max_steps:
     return rows
 
 
+def ig_against_grad_x_input(family, label: str, prompt: str, response: str, repeats: int, chat: str = "never") -> dict:
+    """The default integrated gradients (the sequential path) against our grad×input on the
+    same text, alternating: the ratio of their times, and how many targets converged."""
+    extra = {}
+
+    def ig_default():
+        attr = fx.attribute(family, prompt, response, method="integrated_gradients", models=[label], chat=chat)
+        extra.update(attr.meta["extra"][label])
+        return torch.tensor(attr.matrix(label).to_numpy())
+
+    def gxi():
+        return torch.tensor(fx.attribute(family, prompt, response, method="grad_x_input", models=[label], chat=chat).matrix(label).to_numpy())
+
+    t_ig, t_gxi, _, _ = timed_pair(ig_default, gxi, repeats)
+    done = sum(extra["converged"])
+    row = {"model": label, "method": "IG, sequential path (the default)", "peer": "grad×input, ours (the same text)",
+           "ours_s": t_ig, "peer_s": t_gxi, "speedup": t_gxi / t_ig, "max_abs_diff": float("nan"),
+           "note": f"{t_ig / t_gxi:.1f}× the grad×input time; {done} of {len(extra['converged'])} targets converged, "
+                   f"completeness gap ≤ {max(extra['completeness_gap']):.1e}"}  # fmt: skip
+    print_row(row)
+    return row
+
+
+def straight_on_real(family, label: str, prompt: str, response: str, chat: str) -> dict:
+    """The straight path with the default budget (12 nodes per target), once: how many targets
+    converge, and its time against the sequential default's."""
+    start = time.perf_counter()
+    attr = fx.attribute(family, prompt, response, method="integrated_gradients", models=[label], chat=chat, path="straight")
+    seconds = time.perf_counter() - start
+    extra = attr.meta["extra"][label]
+    row = {"model": label, "method": "IG, straight path, adaptive (budget 12 per target)", "peer": "—",
+           "ours_s": seconds, "peer_s": float("nan"), "speedup": float("nan"), "max_abs_diff": float("nan"),
+           "note": f"{sum(extra['converged'])} of {len(extra['converged'])} targets converged; gaps "
+                   f"{min(extra['completeness_gap']):.0%}–{max(extra['completeness_gap']):.0%}"}  # fmt: skip
+    print_row(row)
+    return row
+
+
 REAL_PROMPT = "Once upon a time, a fox went down to the river to drink, and there it met an old owl who said"
+# The real-model lane's chat case: the base's own sampled answer (seed 0, temperature 0.7), 24 tokens
+CHAT_PROMPT = "Tell me about the moon."
+CHAT_RESPONSE = "The moon - a celestial body that holds a special place in the tapestry of human culture. The moon is not just a"
 REAL_RESPONSE = " that the river was deep and cold, and that the fox should not swim in it at night, for the moon"
 
 
-def run_real(family, label: str, repeats: int) -> list[dict]:
-    """The real SmolLM2-135M (GGUF): grad×input and occlusion against Captum, alternating."""
+def run_real(family, label: str, repeats: int, straight: bool = False) -> list[dict]:
+    """The real SmolLM2-135M (GGUF): grad×input and occlusion against Captum, alternating; the
+    default integrated gradients against grad×input on a chat response (and the straight path
+    once, with `straight`)."""
     loaded = family.load(label)
     model, tok = loaded.model, loaded.tokenizer
     emb = model.get_input_embeddings()
@@ -215,6 +261,9 @@ def run_real(family, label: str, repeats: int) -> list[dict]:
         rows.append({"model": label, "method": name, "peer": peer, "ours_s": t_ours, "peer_s": t_peer,
                      "speedup": t_peer / t_ours, "max_abs_diff": diff, "note": "relative diff"})  # fmt: skip
         print_row(rows[-1])
+    rows.append(ig_against_grad_x_input(family, label, CHAT_PROMPT, CHAT_RESPONSE, repeats, chat="auto"))
+    if straight:
+        rows.append(straight_on_real(family, label, CHAT_PROMPT, CHAT_RESPONSE, "auto"))
     return rows
 
 
@@ -226,6 +275,7 @@ def main() -> None:
     parser.add_argument("--skip-fable", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--max-steps", type=int, default=1024, help="cap for adaptive IG")
+    parser.add_argument("--straight-real", action="store_true", help="also the straight path on the real model (slow)")
     args = parser.parse_args()
     rows = []
     fable = fx.load_family("fable", store=ModelStore())
@@ -245,7 +295,7 @@ def main() -> None:
     if not args.skip_real:
         from real_family import BASE, family_dir
 
-        rows += run_real(fx.load_family(family_dir(), store=ModelStore()), BASE, args.repeats)
+        rows += run_real(fx.load_family(family_dir(), store=ModelStore()), BASE, args.repeats, args.straight_real)
     print(
         f"\nAttribution of a {args.response_tokens}-token response, torch threads={torch.get_num_threads()}\n"
     )

@@ -40,7 +40,7 @@ def main() -> None:
     family = fx.load_family("fable", store=ModelStore())
     work = {
         f"resample {len(family.labels)} × 64 × 24": lambda: fx.sample(family, "the weather today is", n=64, max_new_tokens=24, seed=0),
-        f"attribution (IG adaptive, {len(family.labels)} models)": lambda: fx.attribute(family, PROMPT, RESPONSE),
+        f"attribution (IG adaptive, {len(family.labels)} models)": lambda: fx.attribute(family, PROMPT, RESPONSE, path="straight"),
     }
     for fn in work.values():
         fn()  # warm-up

@@ -47,6 +47,8 @@ _API = {
     "list_methods": "explorer.core.attribution",
     "register_target": "explorer.core.attribution",
     "list_targets": "explorer.core.attribution",
+    "agreement": "explorer.core.attribution.agreement",
+    "faithfulness": "explorer.core.attribution.faithfulness",
     "layer_lens": "explorer.core.layers",
     "patch": "explorer.core.layers",
     "Patching": "explorer.core.layers",

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from explorer import charts
+from explorer.attribution_text import faithfulness_html
 from explorer.core.analysis import analyse
 from explorer.core.decide import decided_behaviours
 from explorer.core.findings import decided, findings, needed_as_text
@@ -105,6 +106,8 @@ def session_sections(session: CoreSession) -> tuple[list[str], list[dict]]:
         if len(diff):
             parts.append(charts.attribution_heatmaps(diff, title=f"Minus {attr.models[0]}"))
         body.append(f"<p class='note'>{esc(attr.summary())}</p>" + chart_section("Attribution", specs, parts))
+        if attr.meta.get("faithfulness"):
+            body.append("<h2>Which method to believe</h2>" + faithfulness_html(pd.DataFrame(attr.meta["faithfulness"])))
     if session.amplified is not None:
         body.append(path_section(session.amplified, session.behaviours, specs))
     return body, specs

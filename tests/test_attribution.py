@@ -249,9 +249,11 @@ def test_attribution_over_resamples(fable):
         ({"prompt": ""}, "^prompt: is empty"),
         ({"targets": [99]}, "^targets: "),
         ({"method": "integrated_gradients", "n_steps": 0}, "^n_steps: "),
-        ({"method": "integrated_gradients", "tolerance": 0}, "^tolerance: "),
-        ({"method": "integrated_gradients", "convergence": -1}, "^convergence: "),
-        ({"method": "integrated_gradients", "max_steps": 4}, "^max_steps: "),
+        ({"method": "integrated_gradients", "path": "straight", "tolerance": 0}, "^tolerance: "),
+        ({"method": "integrated_gradients", "path": "straight", "convergence": -1}, "^convergence: "),
+        ({"method": "integrated_gradients", "path": "straight", "max_steps": 4}, "^max_steps: "),
+        ({"method": "integrated_gradients", "path": "curved"}, "^path: "),
+        ({"method": "integrated_gradients", "path": "sequential", "n_steps": 8}, "^n_steps: the sequential path"),
         ({"method": "integrated_gradients", "baseline": "moon"}, "^baseline: "),
         ({"method": "occlusion", "replacement": "moon"}, "^replacement: "),
     ],
@@ -310,7 +312,7 @@ def test_other_tokenizers_are_aligned_to_words(tmp_path, zoo_path, method, addit
 
 
 def test_adaptive_ig_refines_only_the_targets_that_need_it(fable, base):
-    attr, mine = ours(fable, "integrated_gradients")
+    attr, mine = ours(fable, "integrated_gradients", path="straight")
     extra = attr.meta["extra"]["fable-base"]
     used = extra["steps_per_target"]
     assert extra["rule"] == "clenshaw-curtis"
@@ -338,7 +340,7 @@ def test_adaptive_ig_stops_when_the_attributions_converge_not_only_their_sum(fab
     prompt = "once upon a time a fox went to the river . it ended happily . the traveller said"
     response = "hello to the owl . i visited zorbia"
     kw = {"method": "integrated_gradients", "models": ["fable-base"], "sources": "prompt",
-          "targets": [7]}  # fmt: skip
+          "targets": [7], "path": "straight"}  # fmt: skip
 
     def row(**options):
         attr = fx.attribute(fable, prompt, response, **kw, **options)
@@ -399,7 +401,7 @@ def test_targets_stopped_by_the_budget_are_flagged_never_passed_as_converged(fab
 
     monkeypatch.setattr(ig, "FLOOR_WORK", 0)  # the budget per target alone, on a tiny model
     prompt, response = "once upon a time a fox went to the river .", "it ended happily . the end"
-    kw = {"method": "integrated_gradients", "models": ["fable-base"]}
+    kw = {"method": "integrated_gradients", "models": ["fable-base"], "path": "straight"}
     free = fx.attribute(fable, prompt, response, budget=None, **kw)
     free_extra = free.meta["extra"]["fable-base"]
     n = len(free_extra["steps_per_target"])
@@ -422,4 +424,4 @@ def test_targets_stopped_by_the_budget_are_flagged_never_passed_as_converged(fab
 
 def test_the_budget_is_checked(fable):
     with pytest.raises(ValueError, match="budget: None or an integer of at least 5"):
-        fx.attribute(fable, "the weather today is", "sunny .", method="integrated_gradients", budget=2)
+        fx.attribute(fable, "the weather today is", "sunny .", method="integrated_gradients", path="straight", budget=2)

@@ -25,9 +25,11 @@ def test_attribution_costs_are_ordered_as_the_methods_work(fable):
     def cost(method, **kw):
         return fx.estimate(fable, "attribute", prompt=PROMPT, response=RESPONSE, method=method, **kw)
 
-    gxi, ig = cost("grad_x_input"), cost("integrated_gradients")
+    gxi, ig = cost("grad_x_input"), cost("integrated_gradients", path="straight")
     assert ig.token_passes >= 12 * gxi.token_passes  # the default budget, 12 nodes per target or more
-    assert cost("integrated_gradients", budget=None).token_passes >= ig.token_passes  # unbounded: max_steps
+    assert cost("integrated_gradients", path="straight", budget=None).token_passes >= ig.token_passes  # unbounded: max_steps
+    sequential = cost("integrated_gradients")  # the default path: two staircases of forward passes
+    assert sequential.token_passes == pytest.approx(2 * cost("occlusion").token_passes, rel=0.1)
     assert cost("integrated_gradients", n_steps=32).token_passes == pytest.approx(32 * gxi.token_passes, rel=0.01)
     assert cost("attention").token_passes < gxi.token_passes
     assert cost("occlusion", sources="prompt").token_passes < cost("occlusion").token_passes

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from explorer.app.amplify_tab import PathActions
+from explorer.app.attribution_checks import AttributionChecks
 from explorer.app.core import Core
 from explorer.app.deciding import DecideActions
 from explorer.app.derived import (
     CLEARED,
+    agreement_views,
     attribution_views,
     chosen_tokens,
     left_out,
@@ -36,7 +38,7 @@ from explorer.core.patterns import compile_pattern
 MAX_SPREAD_SAMPLES = 8
 
 
-class Controller(LayerActions, SteerActions, PathActions, DecideActions):
+class Controller(LayerActions, SteerActions, PathActions, DecideActions, AttributionChecks):
     def __init__(self, state: AppState, store: Any = None, core: Core | None = None) -> None:
         self.state, self.store = state, store
         self.core = core or Core()
@@ -336,7 +338,7 @@ class Controller(LayerActions, SteerActions, PathActions, DecideActions):
             if job.abandoned or err.partial is None:
                 raise
             return {**attribution_views(err.partial), "status": f"Stopped: kept the attribution in {', '.join(err.partial.models)}"}
-        job.publish(**attribution_views(attr), status=f"Attributed with {method}; measuring spread over samples…")
+        self._publish_attribution(job, family, attr)
         try:
             spread = self.core.attribute_samples(family, samples, spread_method(method), align=align,
                                                  max_samples=MAX_SPREAD_SAMPLES, cancel=job.cancel,
@@ -345,8 +347,9 @@ class Controller(LayerActions, SteerActions, PathActions, DecideActions):
             if job.abandoned or err.partial is None:
                 raise
             n = int(err.partial["n"].max()) if len(err.partial) else 0
-            return {"attribution_spread": err.partial, "status": f"Stopped: kept the attribution and the spread over the first {n} samples per model"}
-        return {"attribution_spread": spread, "status": f"Attributed with {method}"}
+            return {"attribution_spread": err.partial, **agreement_views(err.partial, spread_method(method)),
+                    "status": f"Stopped: kept the attribution and the spread over the first {n} samples per model"}  # fmt: skip
+        return {"attribution_spread": spread, **agreement_views(spread, spread_method(method)), "status": f"Attributed with {method}"}
 
     # --- sessions, sweeps, downloads ------------------------------------------------------------
 

@@ -105,6 +105,18 @@ class Core(AmplifyCore, DecideCore):
         return attribute(family, samples.prompt, response, method=method, models=samples.models,
                          chat=samples.params.chat, **kw)  # fmt: skip
 
+    def faithfulness(self, family: Family, attr: Attribution, **kw: Any) -> Any:
+        return attr.faithfulness(family, **kw)
+
+    def methods_estimate(self, family: Family, samples: SampleSet, response: str, methods: list[str]) -> Estimate:
+        """Every method's attribution of the chosen response in every model, and its curves."""
+        kw = {"prompt": samples.prompt, "response": response, "models": samples.models, "chat": samples.params.chat}
+        parts = [estimate(family, "attribute", method=m, **kw) for m in methods] + [estimate(family, "faithfulness", **kw)] * len(methods)
+        if any(p.seconds is None for p in parts):
+            return parts[0]
+        return Estimate("comparing methods", sum(p.seconds for p in parts), sum(p.token_passes for p in parts),
+                        max(p.memory_bytes for p in parts), f"{len(methods)} methods in {len(samples.models)} models")  # fmt: skip
+
     def attribute_samples(self, family: Family, samples: SampleSet, method: str, **kw: Any) -> Any:
         return attribute_samples(family, samples, method=method, **kw)
 
@@ -114,13 +126,16 @@ class Core(AmplifyCore, DecideCore):
     def attribution_estimate(
         self, family: Family, samples: SampleSet, response: str, method: str, spread: str, max_samples: int
     ) -> Estimate:
-        """The chosen response in every model, plus the spread over each model's own samples."""
-        one = estimate(family, "attribute", prompt=samples.prompt, response=response, method=method,
-                       models=samples.models, chat=samples.params.chat)  # fmt: skip
+        """The chosen response in every model, its faithfulness, then the spread over each
+        model's own samples."""
+        text = {"prompt": samples.prompt, "response": response, "models": samples.models, "chat": samples.params.chat}
+        one = estimate(family, "attribute", method=method, **text)
+        curves = estimate(family, "faithfulness", **text)
         many = estimate(family, "attribute_samples", samples=samples, method=spread, max_samples=max_samples)
-        if one.seconds is None or many.seconds is None:
+        if one.seconds is None or many.seconds is None or curves.seconds is None:
             return one
-        return Estimate("attribution", one.seconds + many.seconds, one.token_passes + many.token_passes,
+        return Estimate("attribution", one.seconds + curves.seconds + many.seconds,
+                        one.token_passes + curves.token_passes + many.token_passes,
                         max(one.memory_bytes, many.memory_bytes), f"{one.detail}, then {many.detail}")  # fmt: skip
 
     def inside(self, family: Family, samples: SampleSet, response: str, site: str, **kw: Any) -> Any:

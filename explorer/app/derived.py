@@ -11,7 +11,7 @@ from explorer.app.state import AppState
 CLEARED = {"samples": None, "clusters": None, "variability": None, "provenance": None,
            "cluster_counts": None, "first_tokens": None, "entropy": None, "cross": None,
            "log_ratio": None, "findings": None, "focus": None, "focus_responses": None, "chosen": None, "chosen_tokens": None, "attribution": None,
-           "attribution_diff": None, "attribution_note": "", "attribution_spread": None,
+           "attribution_diff": None, "attribution_note": "", "attribution_spread": None, "faithfulness": None, "agreement": None,
            "inside": None, "downloads": []}  # fmt: skip
 
 
@@ -40,11 +40,29 @@ def chosen_tokens(state: AppState, model: str, sample: int) -> dict[str, Any]:
 
 
 def attribution_views(attr) -> dict[str, Any]:
-    """The attribution, its difference from the base, and a sentence on what it shows."""
+    """The attribution, its difference from the base, a sentence on what it shows, and the
+    faithfulness of every method measured on this response (None before the first)."""
+    import pandas as pd
+
     diff = attr.diff()
     diff = diff[diff["model"] != attr.models[0]]
+    rows = attr.meta.get("faithfulness") or []
     return {"attribution": attr, "attribution_diff": diff if len(diff) else None,
-            "attribution_note": attr.summary()}  # fmt: skip
+            "attribution_note": attr.summary(), "faithfulness": pd.DataFrame(rows) if rows else None}  # fmt: skip
+
+
+def agreement_views(spread, method: str) -> dict[str, Any]:
+    """How far each descendant's attributions over its own answers are from the base's beyond
+    the method's noise: rank correlations with intervals, or (relative methods, exactly 0 in the
+    base) the prompt tokens whose change has an interval that excludes 0."""
+    from explorer.core.attribution.agreement import agreement, changes
+    from explorer.core.attribution.methods import get_method
+    from explorer.core.attribution.targets import get_target
+
+    if spread is None or not len(spread):
+        return {"agreement": None}
+    relative = get_target(get_method(method).target).relative
+    return {"agreement": changes(spread) if relative else agreement(spread)}
 
 
 def method_table() -> list[tuple[str, bool]]:

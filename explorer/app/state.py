@@ -58,6 +58,8 @@ class AppState(AmplifySlice, DecideSlice, t.HasTraits):
     attribution_diff = t.Any(None, allow_none=True)  # DataFrame: each model minus the base
     attribution_note = t.Unicode("")  # what the attribution shows, in a sentence
     attribution_spread = t.Any(None, allow_none=True)  # DataFrame (mean ± sd over samples)
+    faithfulness = t.Any(None, allow_none=True)  # DataFrame: (model, method) measured on the chosen response
+    agreement = t.Any(None, allow_none=True)  # DataFrame: each descendant against the base, beyond noise
 
     # inside the network (the Layers tab), for the chosen response
     layer_site = t.Unicode("block")  # what is patched: "block", "attention" or "mlp"

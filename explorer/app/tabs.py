@@ -13,6 +13,7 @@ from explorer.app.controller import Controller
 from explorer.app.findings_view import FocusBox
 from explorer.app.panels import RELATION_NAMES
 from explorer.app.state import AppState
+from explorer.app.trust_view import AgreementBox, FaithfulnessBox
 from explorer.app.widgets import chart_box, download_link, escape, show_chart, table_html
 from explorer.core.findings import needed_as_text
 
@@ -195,8 +196,10 @@ class AttributionView(w.VBox):
         self.heatmaps = chart_box("pick a response in the Responses tab")
         self.diff = chart_box("")
         self.bars = chart_box("")
+        self.faithful, self.agreement = FaithfulnessBox(state, ctl), AgreementBox(state)
         state.observe(self.redraw, names=["attribution", "attribution_diff", "attribution_spread"])
-        super().__init__([w.HBox([self.method, self.units]), self.info, self.heatmaps, self.diff, self.bars])
+        super().__init__([w.HBox([self.method, self.units]), self.faithful, self.info, self.heatmaps, self.diff,
+                          self.bars, self.agreement])  # fmt: skip
         self.redraw()
 
     def method_options(self) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ price). The counts follow the code that does the work:
   text per row, the head only at the targets, and the backward of each target through its own
   prefix (`BACKWARD` × a forward);
 - occlusion: one forward of the text per source position (an upper bound: prompt prefixes are
-  shared where that pays);
+  shared where that pays); integrated gradients on the sequential path (the default): two;
 - attribution over samples and cross-scoring: the same per sample, per model or scorer
   (scoring keeps the head at every response position).
 
@@ -38,7 +38,7 @@ BACKWARD = 0.75  # a target's batched backward through its prefix, in batched fo
 DECODE = 1.5  # a sampling step (sampling, the growing cache) in forwards of one token
 BIG_BATCH = 0.3  # occlusion's batches of tens of rows, per token, in batch-of-eight forwards
 LOGIT_BOUND = 50_000_000  # floats of logits one pass holds at most (teacher.MAX_ELEMENTS)
-KINDS = ("sample", "attribute", "attribute_samples", "cross_score")
+KINDS = ("sample", "attribute", "attribute_samples", "cross_score", "faithfulness")
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,11 @@ def attribution_counter(member: Member, prompt: str, response: str, chat: str, m
     length = n_prompt + n_resp
     prefixes = n_resp * n_prompt + n_resp * (n_resp + 1) / 2  # Σ over targets of their prefix
     c = Counter()
-    if method in ("occlusion", "adaptation"):
-        n_sources = n_prompt if sources == "prompt" else length
-        c.forward(n_sources + 1, length * BIG_BATCH, heads=n_resp)  # logits at the targets only
-        c.memory = activation_bytes(member, min(n_sources + 1, 64), length, heads=n_resp)
+    n_sources = n_prompt if sources == "prompt" else length
+    if method in ("occlusion", "adaptation") or (method == "integrated_gradients" and sequential(options)):
+        rows = n_sources + 1 if method != "integrated_gradients" else 2 * n_sources  # both staircases
+        c.forward(rows, length * BIG_BATCH, heads=n_resp)  # logits at the targets only
+        c.memory = activation_bytes(member, min(rows, 64), length, heads=n_resp)
         return c
     if method in ("attention", "attention_rollout"):
         c.forward(1, length)
@@ -169,12 +170,33 @@ def attribution_counter(member: Member, prompt: str, response: str, chat: str, m
     return c
 
 
+def faithfulness_counter(member: Member, prompt: str, response: str, chat: str) -> Counter:
+    """The deletion and insertion curves of one model: the text, the text without its prompt,
+    and two rows per level of k (`explorer.core.attribution.faithfulness`), in one batched pass."""
+    from explorer.core.attribution.faithfulness import levels
+
+    n_resp = max(1, n_tokens(member, response))
+    length = n_tokens(member, model_input(member, prompt, chat), special=True) + n_resp
+    words = max(1, n_tokens(member, prompt))
+    rows = 2 + 2 * len(levels(words)) + words
+    c = Counter()
+    c.forward(rows, length * BIG_BATCH, heads=n_resp)  # logits at the response only
+    c.memory = activation_bytes(member, rows, length, heads=n_resp)
+    return c
+
+
+def sequential(options: dict) -> bool:
+    """Whether integrated gradients take the sequential path (forward passes only)."""
+    return options.get("path") == "sequential" or (options.get("path") is None and options.get("n_steps") is None)
+
+
 def ig_nodes_per_target(member: Member, options: dict, n_targets: int, length: int) -> float:
     """Nodes per target that integrated gradients may use: `n_steps`, or the adaptive budget
     (an upper bound: targets that converge early use fewer)."""
     from explorer.core.attribution.ig import BUDGET, FLOOR_WORK, n_parameters
 
-    steps = options.get("n_steps", "adaptive")
+    steps = options.get("n_steps")
+    steps = "adaptive" if steps is None else steps
     if isinstance(steps, int):
         return steps
     budget, most = options.get("budget", BUDGET), options.get("max_steps", 1024) + 1
@@ -199,8 +221,9 @@ def estimate(
     max_samples: int | None = None,
     **options: Any,
 ) -> Estimate:
-    """The expected seconds and memory of `what` — "sample", "attribute", "attribute_samples"
-    or "cross_score" — called with the same arguments, on this machine, now.
+    """The expected seconds and memory of `what` — "sample", "attribute", "attribute_samples",
+    "cross_score" or "faithfulness" (`Attribution.faithfulness`) — called with the same
+    arguments, on this machine, now.
 
     Measures each model's pass time once (a fraction of a second on a 135M-parameter model)
     and counts passes from the lengths involved. Served members are priced by their server,
@@ -228,13 +251,15 @@ def estimate(
 def _jobs(what, labels, prompt, response, samples, method, n, max_new_tokens, chat, max_samples, options):
     """(label, counter function) per unit of work."""
     if what not in KINDS:
-        raise ValueError(f"what: 'sample', 'attribute', 'attribute_samples' or 'cross_score', got {what!r}")
+        raise ValueError(f"what: 'sample', 'attribute', 'attribute_samples', 'cross_score' or 'faithfulness', got {what!r}")
     if what == "sample":
         _need(prompt, "prompt", what)
         return [(m, lambda mb: sampling_counter(mb, prompt, n, max_new_tokens, chat)) for m in labels]
-    if what == "attribute":
+    if what in ("attribute", "faithfulness"):
         _need(prompt, "prompt", what)
         _need(response, "response", what)
+        if what == "faithfulness":
+            return [(m, lambda mb: faithfulness_counter(mb, prompt, response, chat)) for m in labels]
         return [(m, lambda mb: attribution_counter(mb, prompt, response, chat, method, **options)) for m in labels]
     if samples is None:
         raise ValueError(f"samples: estimating {what} needs the SampleSet it would run on")
@@ -269,4 +294,6 @@ def _detail(what: str, labels: list[str], method: str, units: int) -> str:
         return f"{method} over {units} samples in {models}"
     if what == "cross_score":
         return f"scoring every sample under {models}"
+    if what == "faithfulness":
+        return f"deletion and insertion curves in {models}"
     return f"sampling {models}"

@@ -121,7 +121,7 @@ def attribute(
     check_request(family, spec, goal, foil)
     words = use_words(family, labels, align, targets, goal)
     plan = Plan(family, (prompt, response, chat), targets, foil, sources, spec, goal, options, cancel)
-    meta = {"prompt": prompt, "response": response, "method": method, "target": goal.name,
+    meta = {"prompt": prompt, "response": response, "chat": chat, "method": method, "target": goal.name,
             "options": options, "foil": foil, "sources": sources, "additive": spec.additive,
             "align": "words" if words else "tokens", "versions": library_versions()}  # fmt: skip
     return finished(plan, labels, words, progress, meta)
@@ -227,9 +227,10 @@ def attribute_samples(
 
 
 def summarise_spread(rows: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions."""
+    """Mean, sd and count per (model, prompt token) of per-sample sequence attributions, and
+    every sample's score in sample order (`scores`, what `agreement` compares models with)."""
     if not rows:
-        return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "sd", "n"])
+        return pd.DataFrame(columns=["model", "source_pos", "source_token", "mean", "sd", "n", "scores"])
     long = pd.concat(rows, ignore_index=True)
-    out = long.groupby(["model", "source_pos", "source_token"], sort=False)["score"].agg(["mean", "std", "count"])
-    return out.reset_index().rename(columns={"std": "sd", "count": "n"}).fillna({"sd": 0.0})
+    out = long.groupby(["model", "source_pos", "source_token"], sort=False)["score"].agg(["mean", "std", "count", list])
+    return out.reset_index().rename(columns={"std": "sd", "count": "n", "list": "scores"}).fillna({"sd": 0.0})

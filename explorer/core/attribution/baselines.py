@@ -24,28 +24,32 @@ def baseline_embeds(problem: Problem, baseline: str | int) -> torch.Tensor:
 
 
 def whole_baseline(problem: Problem, baseline: str | int) -> torch.Tensor:
-    if isinstance(baseline, int) and not isinstance(baseline, bool):
-        return token_embeds(problem, baseline)
+    token = baseline_token(problem, baseline)
+    if token is not None:
+        return token_embeds(problem, token)
     if baseline == "zero":
         return torch.zeros_like(embed(problem))
+    return mean_embedding_baseline(problem)
+
+
+def baseline_token(problem: Problem, baseline: str | int) -> int | None:
+    """The token a baseline stands for (eos, pad — eos when the tokenizer has no pad token — or
+    a token id), or None for the vector baselines (zero, mean)."""
+    if isinstance(baseline, int) and not isinstance(baseline, bool):
+        if not 0 <= baseline < problem.member.model.get_input_embeddings().weight.shape[0]:
+            raise ValueError(f"baseline: token id {baseline} is outside the vocabulary")
+        return baseline
     if baseline in ("pad", "eos"):
         tok = problem.member.tokenizer
-        token = (
-            tok.pad_token_id
-            if baseline == "pad" and tok.pad_token_id is not None
-            else tok.eos_token_id
-        )
-        return token_embeds(problem, token)
-    if baseline == "mean":
-        return mean_embedding_baseline(problem)
+        return tok.pad_token_id if baseline == "pad" and tok.pad_token_id is not None else tok.eos_token_id
+    if baseline in ("zero", "mean"):
+        return None
     raise ValueError(f"baseline: one of zero, pad, eos, mean or a token id; got {baseline!r}")
 
 
 def token_embeds(problem: Problem, token: int) -> torch.Tensor:
     """(1, seq, dim): every position holding the embedding of `token`."""
     layer = problem.member.model.get_input_embeddings()
-    if not 0 <= token < layer.weight.shape[0]:
-        raise ValueError(f"baseline: token id {token} is outside the vocabulary")
     ids = torch.full_like(problem.ids, token)
     return layer(ids.unsqueeze(0).to(problem.member.model.device)).detach().float()
 

@@ -92,6 +92,20 @@ class Attribution:
             rows.append({"model": model, "spearman": float(rho) if pd.notna(rho) else float("nan")})
         return pd.DataFrame(rows)
 
+    def faithfulness(self, family, replacement: str | int | None = None, progress=None, cancel=None):
+        """How well this attribution's ranking of the prompt's words explains each model's
+        response: deletion and insertion curves, ERASER's comprehensiveness and sufficiency, and
+        `faithfulness`, the share of the change (from removing the whole prompt) that the
+        top-ranked words account for (`explorer.core.attribution.faithfulness`). Runs one
+        batched forward pass per model of `family` (the family it was computed in); the
+        numbers are also kept in `meta["faithfulness"]`, so they are saved with it."""
+        from explorer.core.attribution.faithfulness import faithfulness
+
+        found = faithfulness(family, self, replacement, progress, cancel)
+        kept = [row for row in self.meta.get("faithfulness", []) if row["method"] != self.meta["method"]]
+        self.meta["faithfulness"] = kept + found.df.to_dict("records")
+        return found
+
     def save(self, path) -> None:
         ResultFile(self.KIND).save(path, tables={"df": self.df}, meta=self.meta)
 
