@@ -216,17 +216,18 @@ def test_attribution(arch, method):
 
 
 def check_default_integrated_gradients(arch: Arch) -> None:
-    """The default (adaptive, from the eos embedding): every target it calls converged is
-    complete within 1% (of the larger of |Δ| and the attributions' mass) of Δ = f(x) −
-    f(baseline), recomputed here by plain forward passes;
-    it calls most targets converged (a random adapter can make a path too rough for its budget,
-    and then it says so rather than pretend)."""
+    """The default (the sequential path from the eos token, `explorer.core.attribution.sequential`):
+    every target it calls converged is complete within 1% (of the larger of |Δ| and the
+    attributions' mass) of Δ = f(x) − f(baseline), the baseline being every source token
+    replaced by eos (Gemma 4's per-layer embeddings read the eos token too), recomputed here by
+    plain forward passes; it calls most targets converged."""
     attr = fx.attribute(arch.family, PROMPT, RESPONSE, method="integrated_gradients")
     flagged = []
     for label in arch.family.labels:
         member = arch.member(label)
         ids, start = text_ids(member)
-        delta = [score_fn(member, ids, start, t)(ids[None]) - eos_embedded(member, score_fn(member, ids, start, t), ids)
+        eos = torch.full_like(ids, member.tokenizer.eos_token_id)[None]  # every source at the baseline
+        delta = [score_fn(member, ids, start, t)(ids[None]) - score_fn(member, ids, start, t)(eos)
                  for t in range(len(ids) - start)]  # fmt: skip
         matrix = torch.tensor(attr.matrix(label).to_numpy())  # (targets, seq)
         converged = attr.meta["extra"][label]["converged"]
@@ -235,19 +236,6 @@ def check_default_integrated_gradients(arch: Arch) -> None:
             scale = max(abs(float(d)), float(row.abs().sum()), 0.05)  # the gap's documented scale
             assert not done or abs(float(row.sum()) - float(d)) <= 0.01 * scale, label
     assert sum(flagged) >= 0.8 * len(flagged)
-
-
-@torch.no_grad()
-def eos_embedded(member, forward, ids: torch.Tensor) -> torch.Tensor:
-    """`forward` on `ids` with the embedding layer's output replaced by the eos token's at every
-    position (the baseline; other lookups of the ids, Gemma 4's per-layer ones, keep the text)."""
-    layer = member.model.get_input_embeddings()
-    eos = layer(torch.full_like(ids, member.tokenizer.eos_token_id)[None])
-    handle = layer.register_forward_hook(lambda _m, _a, _out: eos)
-    try:
-        return forward(ids[None])
-    finally:
-        handle.remove()
 
 
 def check_attention(member, method: str, ids: torch.Tensor, start: int, mine: torch.Tensor) -> None:

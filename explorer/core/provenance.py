@@ -109,7 +109,14 @@ def provenance(
         raise ValueError(f"base: {base!r} has no samples in this SampleSet ({', '.join(models)})")
     hits, skipped = _hits(samples, behaviours, clusterer, top)
     intervals = intervals or intervals_per_run(len(hits), len(models))
-    rows = []
+    table = with_exact(pd.DataFrame(_rows(samples, hits, base, intervals), columns=COLUMNS), exact)
+    table.attrs["patterns"] = patterns({k: v for k, v in (behaviours or {}).items() if k in hits})
+    return _with_skipped(table, skipped, warn)
+
+
+def _rows(samples: SampleSet, hits: dict[str, pd.Series], base: str, intervals: int) -> list[dict]:
+    """One row per (behaviour, model), each labelled against the base."""
+    rows, models = [], samples.models
     for name, hit in hits.items():
         counts = {
             m: (int(hit[samples.df["model"] == m].sum()), int((samples.df["model"] == m).sum()))
@@ -117,9 +124,7 @@ def provenance(
         }
         for m in models:
             rows.append(_row(name, m, counts[m]) | _judged(counts[base], counts[m], m == base, intervals))
-    table = with_exact(pd.DataFrame(rows, columns=COLUMNS), exact)
-    table.attrs["patterns"] = patterns({k: v for k, v in (behaviours or {}).items() if k in hits})
-    return _with_skipped(table, skipped, warn)
+    return rows
 
 
 def patterns(behaviours: dict[str, Any]) -> dict[str, str]:
