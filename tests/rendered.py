@@ -31,7 +31,7 @@ def rendered_strings(root: w.Widget) -> list[str]:
         if isinstance(widget, w.HTML):
             found.append(html.unescape(TAG.sub(" ", widget.value)))
         elif isinstance(widget, (w.Select, w.SelectMultiple, w.Dropdown, w.ToggleButtons)):
-            found += [label for label, *_ in ((o if isinstance(o, tuple) else (o,)) for o in widget.options)]
+            found += [str(label) for label, *_ in ((o if isinstance(o, tuple) else (o,)) for o in widget.options)]
         elif isinstance(widget, w.Button):
             found.append(widget.description)
         elif isinstance(widget, alt.JupyterChart):

@@ -45,7 +45,7 @@ def test_closing_the_page_mid_run_stops_its_run():
         page.get_by_role("button", name="Resample").click()
         page.get_by_text("Run or Cancel?").wait_for(timeout=60_000)  # 5 × 4096 samples: it asks first
         page.get_by_role("button", name="Run").click()
-        page.get_by_role("button", name="Stop").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Stop").first.wait_for(timeout=30_000)  # the Sampling panel's (the Discover and Amplify tabs have their own)
         time.sleep(3)
         start = {p: cpu_seconds(p) for p in ours}
         time.sleep(1)

@@ -15,6 +15,7 @@ from explorer.app.layers_view import LayersView
 from explorer.app.panels import Banner, ConfirmBar, FamilyPanel, PromptPanel, SamplingPanel, header
 from explorer.app.state import AppState
 from explorer.app.tabs import AttributionView, DataView, ResponsesView, VariabilityView
+from explorer.core.timing import QUIET
 
 TABS = ["Findings", "Discover", "Responses", "Variability", "Attribution", "Layers", "Amplify", "Data"]
 
@@ -62,7 +63,8 @@ class Explorer(w.VBox):
         """The charts' machinery (altair with its jsonschema, the vega bundle: 1.5–2.5 s) loads
         after the family, off the path to a usable page, and before the first chart needs it."""
         self.controller.wait(timeout=600)
-        enable_offline_charts()
+        with QUIET:  # Python-bound: no estimate times its probes meanwhile (explorer.core.timing)
+            enable_offline_charts()
 
     def _build_views(self) -> list[w.Widget]:
         state, ctl = self.state, self.controller

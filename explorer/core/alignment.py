@@ -68,6 +68,8 @@ def token_units(
         raise ValueError(
             "align: word alignment needs a fast tokenizer (character offsets)"
         ) from err
+    if "offset_mapping" not in pre or "offset_mapping" not in cont:  # a server's tokenizer: ids only
+        raise ValueError("align: word alignment needs a fast tokenizer (character offsets)")
     if len(pre["input_ids"]) != n_prefix:
         raise ValueError("align: the tokenizer's offsets do not match its tokens")
     words = word_units(prompt, response)

@@ -23,6 +23,7 @@ blocks cannot be found are probed whole.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,11 +66,18 @@ def shape_key(member: Member, threads: int) -> tuple:
             str(weight.device), threads)  # fmt: skip
 
 
+# The probes time passes of microseconds to milliseconds: another thread of this process that
+# holds the GIL meanwhile (the app importing altair after a family loads: 1.5–2.5 s of Python)
+# made them read 16× too long, and the prices are kept. Such work holds this lock, and so do
+# the probes, so that no price is measured while it runs.
+QUIET = threading.Lock()
+
+
 def measure(member: Member, threads: int) -> Timing:
     """The member's timing at `threads` (the caller's fair share), measured on first use."""
     key = shape_key(member, threads)
     if key not in _timings:
-        with torch.no_grad():
+        with QUIET, torch.no_grad():
             _timings[key] = probe(member)
     return _timings[key]
 
