@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import os
 import shutil
@@ -57,8 +58,13 @@ def root() -> Path:
 def family_dir() -> Path:
     """The built family's folder (building it first when needed)."""
     folder = root() / "family"
-    if not (root() / READY).is_file():
-        build()
+    if (root() / READY).is_file():
+        return folder
+    root().mkdir(parents=True, exist_ok=True)
+    with open(root() / "build.lock", "w") as lock:  # test workers (pytest -n) build it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root() / READY).is_file():
+            build()
     return folder
 
 

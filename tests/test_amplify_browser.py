@@ -57,6 +57,6 @@ def journey(page, url: str) -> None:
     page.wait_for_function(DRAWN, timeout=120_000)
     visible_charts(page, 1)
     text = page.inner_text(".fx-amplify")
-    assert "“≈ frog” in fable-rare: about" in text and "fable-rare λ=1.5" in text
+    assert "“≈ frog” in fable-rare: about" in text and "read back from λ = 1.25, 1.5, 1.75, 2, 4" in text
     assert page.evaluate(OVERFLOWING) == [], "Amplify"
     assert screenshot(page, "amplify-rare.png", ".fx-amplify").stat().st_size > 20_000
