@@ -121,3 +121,20 @@ def test_amplify_refuses_what_has_no_path(rare):
         fx.amplify(rare, PROMPT, "fable-rare", lambdas=())
     distilled = fx.load_family("fable", descendants=["fable-distilled"])
     fx.amplify(distilled, PROMPT, "fable-distilled", lambdas=(2,), n=2, max_new_tokens=2)  # same vocabulary: allowed
+
+
+def test_a_behaviour_that_falls_along_the_path_is_not_read_back():
+    """fable-rare's "rainy" (measured 2026-12-02 in the browser journey): 27% at λ = 1, 32% at
+    1.25 by chance, then falling to 0. Its fitted line falls, and read back to λ = 1 it said
+    64%; now it gets a sentence, and the rising "frog" still gets its line."""
+    from explorer.core.extrapolate import fitted_curve
+
+    lams = [1, 1.25, 1.5, 1.75, 2, 4]
+    counts = {"rainy": [17, 20, 11, 2, 0, 0], "frog": [2, 9, 28, 51, 64, 64]}
+    rates = pd.DataFrame([{"behaviour": b, "lam": lam, "count": k, "n": 64, "freq": k / 64}
+                          for b, ks in counts.items() for lam, k in zip(lams, ks, strict=True)])  # fmt: skip
+    fits = extrapolate(rates).set_index("behaviour")
+    assert fits.loc["rainy", "note"].startswith("falls along the path") and "(27%)" in fits.loc["rainy", "note"]
+    assert np.isnan(fits.loc["rainy", "estimate"])
+    assert fits.loc["frog", "note"] == "" and 0.005 < fits.loc["frog", "estimate"] < 0.1
+    assert set(fitted_curve(rates)["behaviour"]) == {"frog"}

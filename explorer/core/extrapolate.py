@@ -93,8 +93,20 @@ def extrapolate(rates: pd.DataFrame, at: float = 1.0) -> pd.DataFrame:
         points, note = fit_points(group, at)
         row = {"behaviour": name, "at": at, "estimate": math.nan, "lo": math.nan, "hi": math.nan,
                "fitted_on": ", ".join(f"{v:g}" for v in points["lam"]), "slope": math.nan, "note": note}  # fmt: skip
-        rows.append(row if note else row | _fitted(points, at))
+        rows.append(row if note else _rising(row | _fitted(points, at), group, at))
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
+
+
+def _rising(row: dict[str, Any], group: pd.DataFrame, at: float) -> dict[str, Any]:
+    """The fitted row, or a note when the fitted line falls: the behaviour becomes rarer as the
+    adaptation is exaggerated, and a falling line read back to λ = `at` from one noisy point
+    above it said 64% for fable-rare's "rainy" where 27% was measured at λ = 1."""
+    if row["slope"] > 0:
+        return row
+    here = group.loc[group["lam"] == at, "freq"]
+    measured = f" ({float(here.iloc[0]):.0%})" if len(here) else ""
+    return row | {"estimate": math.nan, "lo": math.nan, "hi": math.nan, "slope": math.nan,
+                  "note": f"falls along the path: its rate at λ = {at:g} is measured there directly{measured}"}  # fmt: skip
 
 
 def fit_points(group: pd.DataFrame, at: float) -> tuple[pd.DataFrame, str]:
@@ -133,6 +145,8 @@ def fitted_curve(rates: pd.DataFrame, at: float = 1.0, points: int = 40) -> pd.D
         if note:
             continue
         beta, _ = firth_logistic(*(above[c].to_numpy(dtype=float) for c in ("lam", "count", "n")))
+        if beta[1] <= 0:  # falls along the path: no line (see `_rising`)
+            continue
         for lam in np.linspace(at, float(group["lam"].max()), points):
             rows.append({"behaviour": name, "lam": float(lam), "rate": float(1 / (1 + np.exp(-(beta[0] + beta[1] * lam))))})
     return pd.DataFrame(rows, columns=["behaviour", "lam", "rate"])
