@@ -152,16 +152,18 @@ def effective_rank(sigma: torch.Tensor) -> float:
 
 def lora_product(module) -> tuple[torch.Tensor, torch.Tensor] | None:
     """A LoRA layer's change as two factors, left (out, r) @ right (r, in), over its active
-    adapters (scales folded into the left factor; an embedding's change is (B A)ᵀ)."""
+    adapters (scales folded into the left factor; an embedding's change, and a Conv1D's, is
+    (B A)ᵀ, as their weights are stored)."""
     lefts, rights = [], []
     for adapter in module.active_adapters:
         a, b = lora_factors(module, adapter)  # (r, in), (out, r); for an embedding (r, vocab), (dim, r)
         if a is None:
             continue
         scale = float(module.scaling[adapter])
-        if hasattr(module, "lora_embedding_A") and adapter in module.lora_embedding_A:
-            lefts.append(scale * a.T)  # (vocab, r)
-            rights.append(b.T)  # (r, dim)
+        turned = getattr(module, "fan_in_fan_out", False)  # GPT-2's Conv1D stores its weight (in, out)
+        if turned or (hasattr(module, "lora_embedding_A") and adapter in module.lora_embedding_A):
+            lefts.append(scale * a.T)  # (vocab, r) or (in, r)
+            rights.append(b.T)  # (r, dim) or (r, out)
         else:
             lefts.append(scale * b)
             rights.append(a)
