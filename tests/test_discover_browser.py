@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import browser_page, no_traceback, screenshot, served
+from browser import browser_page, no_traceback, press_and_run_if_asked, screenshot, served
 from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -27,8 +27,7 @@ def test_discover_finds_the_changes_and_opens_a_prompt(width, tmp_path):
         tab.locator("select").first.select_option(label="a file or sweep folder…")
         tab.locator("input[type=text]").first.fill(str(prompts))
         tab.locator("input[type=text]").first.press("Tab")
-        tab.get_by_role("button", name="Discover").click()
-        page.wait_for_function(DONE, timeout=240_000)
+        press_and_run_if_asked(page, tab.get_by_role("button", name="Discover"), DONE)
         page.wait_for_function(READY, timeout=120_000)
         visible_charts(page, 2)
         text = page.inner_text(".fx-discover")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import browser_page, no_traceback, screenshot, served
+from browser import browser_page, no_traceback, press_and_run_if_asked, screenshot, served
 from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,8 +45,8 @@ def test_looking_inside_fable_late_draws_the_layer_charts(width):
         choose(page, 4)  # fable-late's answer
         page.wait_for_function(READY, timeout=120_000)
         page.get_by_role("tab", name="Layers").click()
-        page.get_by_role("button", name="Look inside").click()
-        page.wait_for_function("() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')", timeout=120_000)
+        entered = "() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')"
+        press_and_run_if_asked(page, page.get_by_role("button", name="Look inside"), entered, timeout=120_000)
         visible_charts(page, 6)  # the carried curve, lens, KL, patching, weights, spectra
         page.wait_for_function(READY, timeout=120_000)
         text = page.inner_text(".fx-layers")
