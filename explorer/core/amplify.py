@@ -33,9 +33,9 @@ from explorer.core.params import (
     CancelToken,
     ProgressFn,
     SamplingParams,
+    check_batch_size,
     check_cancel,
     check_prompt,
-    is_int,
 )
 from explorer.core.samples import SampleSet
 from explorer.core.sampling import sample_set
@@ -234,8 +234,7 @@ def amplify(
     base). `rates_by_lambda` and `extrapolate` (explorer.core.extrapolate) read it along λ."""
     params = SamplingParams(n, temperature, top_p, top_k, max_new_tokens, seed, chat)
     check_prompt(prompt)
-    if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     values = check_lambdas(lambdas)
     base, desc = check_path(family, descendant)
     results, members = [], []

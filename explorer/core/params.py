@@ -98,6 +98,13 @@ def model_seed(seed: int, label: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(label.encode())) % (2**31)
 
 
+def check_batch_size(batch_size: Any) -> int:
+    """Sequences per `generate` call: a positive integer."""
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
 def check_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt: expected a string, got {type(prompt).__name__}")

@@ -17,9 +17,9 @@ from explorer.core.params import (
     CancelToken,
     ProgressFn,
     SamplingParams,
+    check_batch_size,
     check_cancel,
     check_prompt,
-    is_int,
 )
 from explorer.core.responses import FIRST_TOKEN_COLUMNS, SAMPLE_COLUMNS
 from explorer.core.results import library_versions
@@ -47,8 +47,7 @@ def sample(
     """
     params = SamplingParams(n, temperature, top_p, top_k, max_new_tokens, seed, chat)
     check_prompt(prompt)
-    if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     labels = models or family.labels
     for label in labels:
         family.ref(label)

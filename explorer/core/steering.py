@@ -25,7 +25,13 @@ from explorer.core.estimate import Estimate, estimate
 from explorer.core.family import Family
 from explorer.core.layers.anatomy import anatomy, output_of, with_output
 from explorer.core.layers.diffs import MEAN, ActivationDiff
-from explorer.core.params import CancelToken, ProgressFn, SamplingParams, check_prompt
+from explorer.core.params import (
+    CancelToken,
+    ProgressFn,
+    SamplingParams,
+    check_batch_size,
+    check_prompt,
+)
 from explorer.core.samples import SampleSet
 from explorer.core.sampling import sample_members, sample_set
 
@@ -45,6 +51,7 @@ def steer(
     `layer`. `with_descendant` samples the descendant too, for its rate beside them."""
     params = SamplingParams(n, temperature, top_p, top_k, max_new_tokens, seed, chat)
     check_prompt(prompt)
+    check_batch_size(batch_size)
     if not isinstance(scale, (int, float)) or scale != scale:
         raise ValueError(f"scale: a number (how many times the difference to add), got {scale!r}")
     base = family.load(family.base.label)
