@@ -123,10 +123,7 @@ class PathActions:
 
     def _amplified(self, job: Any, family, prompt, descendant, lambdas, params, behaviours) -> dict[str, Any]:
         totals: dict[str, float] = {}
-
-        def progress(label: str, step: int, total: int) -> None:
-            totals[label] = step / max(total, 1)
-            job.report(totals)
+        progress = job.reporter(totals)
 
         try:
             samples = self.core.amplify(family, prompt, descendant, lambdas, params, progress, job.cancel)

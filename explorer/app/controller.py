@@ -180,10 +180,7 @@ class Controller(LayerActions, SteerActions, PathActions, DecideActions, Attribu
     def _sample(self, job: Job, family, prompt: str, params: SamplingParams, behaviours) -> dict:
         """Each model in turn, then the analysis; Stop keeps the models (or scores) that finished."""
         totals = {label: 0.0 for label in family.labels}
-
-        def progress(label: str, step: int, total: int) -> None:
-            totals[label] = step / max(total, 1)
-            job.report(totals)
+        progress = job.reporter(totals)
 
         done: list = []
         try:

@@ -107,10 +107,7 @@ class DecideActions:
 
     def _deciding(self, job: Any, family, samples, behaviours, budget: int, seconds) -> dict[str, Any]:
         totals: dict[str, float] = {}
-
-        def progress(label: str, step: int, total: int) -> None:
-            totals[label] = step / max(total, 1)
-            job.report(totals)
+        progress = job.reporter(totals)
 
         def on_look(decision) -> None:
             from explorer.core.findings import findings

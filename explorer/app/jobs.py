@@ -55,6 +55,16 @@ class Job:
         self.runner.deliver(self.generation, values, applied)
         applied.wait(SHOW_WAIT)
 
+    def reporter(self, totals: dict[str, float]) -> Callable[[str, int, int], None]:
+        """A core progress callback (label, step, total) that records each part's fraction in
+        `totals` and reports them all; the caller may add parts of its own to `totals`."""
+
+        def progress(label: str, step: int, total: int) -> None:
+            totals[label] = step / max(total, 1)
+            self.report(totals)
+
+        return progress
+
     def report(self, progress: dict[str, float]) -> None:
         """Publish progress at most every PROGRESS_EVERY seconds (and when a part begins or
         completes): each update is a message to the page, and a busy page slows the work it
