@@ -87,26 +87,31 @@ def _covariance(design: np.ndarray, m: np.ndarray, beta: np.ndarray) -> np.ndarr
 def extrapolate(rates: pd.DataFrame, at: float = 1.0) -> pd.DataFrame:
     """Per behaviour, its rate at λ = `at` read from the λ above it (see the module docstring):
     the estimate, a 95% interval, the λ it was fitted on, the slope of the log-odds per unit λ,
-    and a note where no line is drawn (too few λ, never common there, or not amplified)."""
+    and a note where no line is drawn (too few λ, never common there, not amplified, or falling)."""
     rows = []
     for name, group in rates.groupby("behaviour", sort=False):
-        points, note = fit_points(group, at)
+        points, line, note = read_back_line(group, at)
         row = {"behaviour": name, "at": at, "estimate": math.nan, "lo": math.nan, "hi": math.nan,
                "fitted_on": ", ".join(f"{v:g}" for v in points["lam"]), "slope": math.nan, "note": note}  # fmt: skip
-        rows.append(row if note else _rising(row | _fitted(points, at), group, at))
+        rows.append(row if line is None else row | _at(*line, at))
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
 
 
-def _rising(row: dict[str, Any], group: pd.DataFrame, at: float) -> dict[str, Any]:
-    """The fitted row, or a note when the fitted line falls: the behaviour becomes rarer as the
-    adaptation is exaggerated, and a falling line read back to λ = `at` from one noisy point
-    above it said 64% for fable-rare's "rainy" where 27% was measured at λ = 1."""
-    if row["slope"] > 0:
-        return row
+def read_back_line(group: pd.DataFrame, at: float) -> tuple[pd.DataFrame, tuple | None, str]:
+    """One behaviour's points above λ = `at`, its fitted log-odds line (beta, covariance) when
+    one is read back, else None and a sentence why not (`fit_points`; or the line falls: the
+    behaviour becomes rarer as the adaptation is exaggerated, and a falling line read back to
+    λ = `at` from one noisy point above it said 64% for fable-rare's "rainy" where 27% was
+    measured at λ = 1)."""
+    points, note = fit_points(group, at)
+    if note:
+        return points, None, note
+    beta, cov = firth_logistic(*(points[c].to_numpy(dtype=float) for c in ("lam", "count", "n")))
+    if beta[1] > 0:
+        return points, (beta, cov), ""
     here = group.loc[group["lam"] == at, "freq"]
     measured = f" ({float(here.iloc[0]):.0%})" if len(here) else ""
-    return row | {"estimate": math.nan, "lo": math.nan, "hi": math.nan, "slope": math.nan,
-                  "note": f"falls along the path: its rate at λ = {at:g} is measured there directly{measured}"}  # fmt: skip
+    return points, None, f"falls along the path: its rate at λ = {at:g} is measured there directly{measured}"
 
 
 def fit_points(group: pd.DataFrame, at: float) -> tuple[pd.DataFrame, str]:
@@ -126,9 +131,8 @@ def fit_points(group: pd.DataFrame, at: float) -> tuple[pd.DataFrame, str]:
     return above, ""
 
 
-def _fitted(points: pd.DataFrame, at: float) -> dict[str, Any]:
-    x, k, m = (points[c].to_numpy(dtype=float) for c in ("lam", "count", "n"))
-    beta, cov = firth_logistic(x, k, m)
+def _at(beta: np.ndarray, cov: np.ndarray, at: float) -> dict[str, Any]:
+    """The line's rate at λ = `at` with its Wald interval, and its slope."""
     eta = beta[0] + beta[1] * at
     se = math.sqrt(max(cov[0, 0] + 2 * at * cov[0, 1] + at * at * cov[1, 1], 0.0))
     logistic = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
@@ -137,16 +141,14 @@ def _fitted(points: pd.DataFrame, at: float) -> dict[str, Any]:
 
 
 def fitted_curve(rates: pd.DataFrame, at: float = 1.0, points: int = 40) -> pd.DataFrame:
-    """The fitted line of each behaviour read back (see `fit_points`) as rates over λ from
+    """The fitted line of each behaviour read back (see `read_back_line`) as rates over λ from
     `at` to the largest λ (for the chart): behaviour, lam, rate."""
     rows = []
     for name, group in rates.groupby("behaviour", sort=False):
-        above, note = fit_points(group, at)
-        if note:
+        line = read_back_line(group, at)[1]
+        if line is None:
             continue
-        beta, _ = firth_logistic(*(above[c].to_numpy(dtype=float) for c in ("lam", "count", "n")))
-        if beta[1] <= 0:  # falls along the path: no line (see `_rising`)
-            continue
+        beta = line[0]
         for lam in np.linspace(at, float(group["lam"].max()), points):
             rows.append({"behaviour": name, "lam": float(lam), "rate": float(1 / (1 + np.exp(-(beta[0] + beta[1] * lam))))})
     return pd.DataFrame(rows, columns=["behaviour", "lam", "rate"])
