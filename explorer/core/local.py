@@ -189,6 +189,7 @@ class StepHook:
         self.label, self.total, self.progress, self.cancel = label, total, progress, cancel
         self.steps = 0
         self.stats: StepStats | None = None
+        self.stopped = False  # whether it ended a `generate` early (Stop)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         self.steps += 1
@@ -197,6 +198,7 @@ class StepHook:
         if self.progress:
             self.progress(self.label, self.steps, self.total)
         stop = bool(self.cancel and self.cancel.cancelled)
+        self.stopped = self.stopped or stop
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
@@ -224,9 +226,11 @@ def sample_local(
     with torch.random.fork_rng(devices=[member.device] if member.device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, params.n, batch_size):
+            check_cancel(cancel)
             size = min(batch_size, params.n - start)
             gen, stats = generate_batch(member, ids, params, size, hook, mixer)
-            check_cancel(cancel)
+            if hook.stopped:  # cut short: a Stop pressed after the last step keeps the whole batch
+                check_cancel(cancel)
             hook.steps = (start // batch_size + 1) * params.max_new_tokens
             sample_lp, model_lp, entropy = stats.result(gen.shape[1])  # (size, steps) each
             ends = [_end(g.tolist(), member.tokenizer.eos_token_id) for g in gen]
