@@ -54,7 +54,7 @@ def test_closing_the_page_mid_run_stops_its_run():
         assert used[pid] > 0.5, used  # the page's kernel is sampling
         page.close(run_before_unload=True)
         closed = time.monotonic()
-        while time.monotonic() - closed < 40:  # heartbeats stop; within ~12 s the run is cancelled
+        while time.monotonic() - closed < 75:  # heartbeats stop; within ~30 s the run is cancelled
             start = cpu_seconds(pid)
             time.sleep(2)
             if cpu_seconds(pid) - start < 0.2:

@@ -1,0 +1,95 @@
+"""The page heartbeat (explorer/app/lifetime.py): silence cancels the run only while the kernel
+could hear the page. A main loop in a thread stands in for the kernel's; beats are sent as the
+page's messages arrive, on that loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from explorer.app.lifetime import PageHeartbeat
+
+
+@pytest.fixture
+def kernel_loop():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def beat(loop: asyncio.AbstractEventLoop, heart: PageHeartbeat) -> None:
+    loop.call_soon_threadsafe(heart._beat, heart, {"alive": True}, [])
+
+
+def stall(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """The kernel's main thread busy (a big view being drawn): nothing else runs on it."""
+    loop.call_soon_threadsafe(time.sleep, seconds)
+
+
+def watch(heart: PageHeartbeat, seconds: float, loop=None, every: float | None = None) -> None:
+    """Run for `seconds`, beating every `every` seconds when given."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if every is not None:
+            beat(loop, heart)
+        time.sleep(every or 0.2)
+
+
+def test_a_page_that_stops_beating_is_gone(kernel_loop):
+    gone: list[float] = []
+    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
+    try:
+        watch(heart, 3.0, kernel_loop, every=0.5)
+        assert gone == []  # beating: alive
+        stopped = time.monotonic()
+        watch(heart, 6.0)
+        assert len(gone) == 1 and 2.0 < gone[0] - stopped < 4.5, gone
+    finally:
+        heart.close()
+
+
+def test_a_busy_kernel_does_not_mistake_its_own_deafness_for_a_closed_page(kernel_loop):
+    gone: list[float] = []
+    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
+    try:
+        watch(heart, 1.5, kernel_loop, every=0.5)
+        stall(kernel_loop, 6.0)  # three times gone_after without hearing anything
+        watch(heart, 6.5, kernel_loop, every=0.5)  # the page beats on; the beats queue
+        watch(heart, 1.5, kernel_loop, every=0.5)  # heard again once the loop is free
+        assert gone == [], "a stalled main loop cancelled the run of a page that was still open"
+        assert heart.silence() < 1.0
+    finally:
+        heart.close()
+
+
+def test_silence_is_counted_from_when_the_kernel_could_hear_again(kernel_loop):
+    gone: list[float] = []
+    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
+    try:
+        watch(heart, 1.0, kernel_loop, every=0.5)
+        stall(kernel_loop, 5.0)  # the page closes during the stall: no beat comes after it
+        time.sleep(5.2)
+        freed = time.monotonic()
+        watch(heart, 5.0)
+        assert len(gone) == 1 and 2.0 < gone[0] - freed < 4.5, gone
+    finally:
+        heart.close()
+
+
+def test_without_a_loop_the_clock_alone_counts():
+    gone: list[float] = []
+    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=1.5)
+    try:
+        heart._beat(heart, {"alive": True}, [])
+        stopped = time.monotonic()
+        watch(heart, 4.0)
+        assert len(gone) == 1 and 1.5 < gone[0] - stopped < 3.5, gone
+    finally:
+        heart.close()
