@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import browser_page, no_traceback, press_and_run_if_asked, screenshot, served
+from browser import browser_page, no_traceback, press_and_run_if_asked, screenshot, serving
 from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,33 +32,42 @@ def choose(page, column: int) -> None:
 
 @pytest.mark.parametrize("width", [1024, 1600])
 def test_looking_inside_fable_late_draws_the_layer_charts(width):
-    with served() as url, browser_page(width=width, height=900) as page:
-        page.goto(url, timeout=120_000)
-        page.wait_for_function(READY, timeout=120_000)
-        page.locator("textarea").first.fill("the capital of sylvane is")
-        page.locator("input[type=number]").first.fill("4")
-        page.locator("input[type=number]").first.press("Tab")
-        page.get_by_role("button", name="Resample").click()
-        page.wait_for_function("() => document.querySelectorAll('.fx-responses select').length >= 6", timeout=120_000)
-        page.wait_for_function(READY, timeout=120_000)
-        page.get_by_role("tab", name="Responses").click()
-        choose(page, 4)  # fable-late's answer
-        page.wait_for_function(READY, timeout=120_000)
-        page.get_by_role("tab", name="Layers").click()
-        entered = "() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')"
-        press_and_run_if_asked(page, page.get_by_role("button", name="Look inside"), entered, timeout=300_000)  # 20–30 s usually; timed out once at 120 s with the other worker busy
-        visible_charts(page, 6)  # the carried curve, lens, KL, patching, weights, spectra
-        page.wait_for_function(READY, timeout=120_000)
-        text = page.inner_text(".fx-layers")
-        assert "fable-late's change (+" in text and "enters in the last block (3)" in text
-        assert "fable-late's lens parts from the base's at block 3" in text
-        assert "No patching for fable-distilled" in text
-        steer_the_base(page)
-        assert page.evaluate(OVERFLOWING) == [], "Layers"
-        shot = screenshot(page, f"layers-{width}.png", ".fx-layers")
-        assert shot.stat().st_size > 20_000
+    with serving() as server, browser_page(width=width, height=900) as page:
+        try:
+            journey(page, server.url, width)
+        except Exception:  # what the page showed when it went wrong
+            screenshot(page, f"layers-{width}-failed.png")
+            print(page.inner_text("body")[-6000:], "\n--- the server's log ---\n", server.log_text()[-4000:])
+            raise
         no_traceback(page)
         assert page.problems == [], page.problems
+
+
+def journey(page, url: str, width: int) -> None:
+    page.goto(url, timeout=120_000)
+    page.wait_for_function(READY, timeout=120_000)
+    page.locator("textarea").first.fill("the capital of sylvane is")
+    page.locator("input[type=number]").first.fill("4")
+    page.locator("input[type=number]").first.press("Tab")
+    page.get_by_role("button", name="Resample").click()
+    page.wait_for_function("() => document.querySelectorAll('.fx-responses select').length >= 6", timeout=120_000)
+    page.wait_for_function(READY, timeout=120_000)
+    page.get_by_role("tab", name="Responses").click()
+    choose(page, 4)  # fable-late's answer
+    page.wait_for_function(READY, timeout=120_000)
+    page.get_by_role("tab", name="Layers").click()
+    entered = "() => document.querySelector('.fx-layers').innerText.includes('enters in the last block')"
+    press_and_run_if_asked(page, page.get_by_role("button", name="Look inside"), entered, timeout=300_000)  # 20–30 s usually; timed out once at 120 s with the other worker busy
+    visible_charts(page, 6)  # the carried curve, lens, KL, patching, weights, spectra
+    page.wait_for_function(READY, timeout=120_000)
+    text = page.inner_text(".fx-layers")
+    assert "fable-late's change (+" in text and "enters in the last block (3)" in text
+    assert "fable-late's lens parts from the base's at block 3" in text
+    assert "No patching for fable-distilled" in text
+    steer_the_base(page)
+    assert page.evaluate(OVERFLOWING) == [], "Layers"
+    shot = screenshot(page, f"layers-{width}.png", ".fx-layers")
+    assert shot.stat().st_size > 20_000
 
 
 def steer_the_base(page) -> None:
