@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from fake_core import FakeCore, stand_in_family
 
@@ -135,3 +136,29 @@ def test_long_work_asks_first_and_runs_only_when_confirmed():
     core.cost = 2.0  # under the threshold: runs at once
     ctl.resample()
     assert ctl.wait(10) and s.confirm == "" and core.calls == ["base", "tuned"] * 2
+
+
+def test_a_newer_job_starts_only_after_the_one_it_supersedes_has_stopped():
+    """Both would use the same models: hooks one job puts on a model must not run inside the
+    other's passes. The old job here reaches its cancel check only after 0.4 s."""
+    from explorer.app.jobs import Runner
+
+    runner, spans, inside = Runner(AppState()), {}, threading.Event()
+
+    def slow(job) -> None:
+        spans["old"] = [time.monotonic()]
+        inside.set()
+        time.sleep(0.4)  # a long step between two cancel checks (a forward pass of a big model)
+        spans["old"].append(time.monotonic())
+        job.cancel.check()
+
+    def quick(job) -> dict:
+        spans["new"] = [time.monotonic()]
+        return {"status": "done"}
+
+    old = runner.submit("Old", slow)
+    assert inside.wait(5)
+    runner.submit("New", quick)
+    assert runner.wait(5)
+    assert old.cancel.cancelled and spans["new"][0] >= spans["old"][1]
+    assert runner.state.status == "done" and runner.state.running == ""

@@ -6,7 +6,10 @@ and their chart building — runs where widgets expect to be touched. Outside a 
 Python, widget tests) there is no such loop, and updates apply at once.
 
 A generation counter makes a newer job supersede an older one: the old one is cancelled and
-anything it still publishes is dropped, also when it was already queued.
+anything it still publishes is dropped, also when it was already queued. The newer job's work
+starts only once the older one has stopped (within one cancel check): both would use the same
+models, and hooks one job puts on a model (a probe's stop, attribution's head cut, the layer
+tools' captures) would run inside the other's passes.
 """
 
 from __future__ import annotations
@@ -136,14 +139,18 @@ class Runner:
             self.generation += 1
             job = Job(self, self.generation, name)
             self._job = job
+            previous = self._thread
+            self._thread = thread = threading.Thread(target=self._run, args=(job, work, previous),
+                                                     name=f"explorer-{name}", daemon=True)  # fmt: skip
         self.deliver(job.generation, {"running": name, "error": "", "status": f"{name}…", "progress": {}})
-        thread = threading.Thread(target=self._run, args=(job, work), name=f"explorer-{name}", daemon=True)
-        self._thread = thread
         thread.start()
         return job
 
-    def _run(self, job: Job, work: Work) -> None:
+    def _run(self, job: Job, work: Work, previous: threading.Thread | None = None) -> None:
         try:
+            if previous is not None:
+                previous.join()  # cancelled: it stops at its next check, and leaves the models to us
+            job.cancel.check()
             job.publish(**(work(job) or {}))
         except Cancelled:
             job.publish(status=f"{job.name} stopped")
