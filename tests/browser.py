@@ -200,6 +200,18 @@ def screenshot(page, name: str, selector: str | None = None) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def told_on_failure(page, server: Server, name: str):
+    """When the block fails: a screenshot `name`, and what the page and the server's log (the
+    kernel's warnings among them) said, printed for the test's report."""
+    try:
+        yield
+    except Exception:
+        screenshot(page, name)
+        print(page.inner_text("body")[-6000:], "\n--- the server's log ---\n", server.log_text()[-4000:])
+        raise
+
+
 ASKED = "document.body.innerText.includes('Run or Cancel?')"
 
 

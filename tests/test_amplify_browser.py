@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import browser_page, no_traceback, screenshot, serving
+from browser import browser_page, no_traceback, screenshot, serving, told_on_failure
 from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -18,12 +18,8 @@ DRAWN = "() => document.querySelector('.fx-amplify').innerText.includes('read ba
 
 def test_a_decided_findings_page_and_the_rate_against_lambda():
     with serving() as server, browser_page(width=1400, height=1000) as page:
-        try:
+        with told_on_failure(page, server, "amplify-journey-failed.png"):
             journey(page, server.url)
-        except Exception:  # what the page showed when it went wrong
-            screenshot(page, "amplify-journey-failed.png")
-            print(page.inner_text("body")[-4000:], "\n--- the server's log ---\n", server.log_text()[-4000:])
-            raise
         no_traceback(page)
         assert page.problems == [], page.problems
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import browser_page, no_traceback, press_and_run_if_asked, screenshot, serving
+from browser import (
+    browser_page,
+    no_traceback,
+    press_and_run_if_asked,
+    screenshot,
+    serving,
+    told_on_failure,
+)
 from test_layout_browser import OVERFLOWING, READY, visible_charts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,12 +40,8 @@ def choose(page, column: int) -> None:
 @pytest.mark.parametrize("width", [1024, 1600])
 def test_looking_inside_fable_late_draws_the_layer_charts(width):
     with serving() as server, browser_page(width=width, height=900) as page:
-        try:
+        with told_on_failure(page, server, f"layers-{width}-failed.png"):
             journey(page, server.url, width)
-        except Exception:  # what the page showed when it went wrong
-            screenshot(page, f"layers-{width}-failed.png")
-            print(page.inner_text("body")[-6000:], "\n--- the server's log ---\n", server.log_text()[-4000:])
-            raise
         no_traceback(page)
         assert page.problems == [], page.problems
 
