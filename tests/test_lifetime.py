@@ -5,6 +5,7 @@ page's messages arrive, on that loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -22,6 +23,17 @@ def kernel_loop():
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+
+
+@contextlib.contextmanager
+def heartbeat(gone_after: float, loop: asyncio.AbstractEventLoop | None = None):
+    """A heartbeat whose page-gone call records when it came; yields (heart, those moments)."""
+    gone: list[float] = []
+    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=gone_after, loop=loop)
+    try:
+        yield heart, gone
+    finally:
+        heart.close()
 
 
 def beat(loop: asyncio.AbstractEventLoop, heart: PageHeartbeat) -> None:
@@ -51,49 +63,33 @@ def watch(heart: PageHeartbeat, seconds: float, loop=None, every: float | None =
 
 
 def test_a_page_that_stops_beating_is_gone(kernel_loop):
-    gone: list[float] = []
-    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
-    try:
+    with heartbeat(2.0, kernel_loop) as (heart, gone):
         watch(heart, 3.0, kernel_loop, every=0.5)
         assert gone == []  # beating: alive
         watch(heart, 8.0)
         assert len(gone) == 1 and 2.0 < gone[0] - heart.last_beat < 6.0, (heart.last_beat, gone)
-    finally:
-        heart.close()
 
 
 def test_a_busy_kernel_does_not_mistake_its_own_deafness_for_a_closed_page(kernel_loop):
-    gone: list[float] = []
-    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
-    try:
+    with heartbeat(2.0, kernel_loop) as (heart, gone):
         watch(heart, 1.5, kernel_loop, every=0.5)
         stall(kernel_loop, 6.0)  # three times gone_after without hearing anything
         watch(heart, 6.5, kernel_loop, every=0.5)  # the page beats on; the beats queue
         watch(heart, 1.5, kernel_loop, every=0.5)  # heard again once the loop is free
         assert gone == [], "a stalled main loop cancelled the run of a page that was still open"
         assert heart.silence() < 1.0
-    finally:
-        heart.close()
 
 
 def test_silence_is_counted_from_when_the_kernel_could_hear_again(kernel_loop):
-    gone: list[float] = []
-    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=2.0, loop=kernel_loop)
-    try:
+    with heartbeat(2.0, kernel_loop) as (heart, gone):
         watch(heart, 1.0, kernel_loop, every=0.5)
         ended = stall(kernel_loop, 5.0)  # the page closes during the stall: no beat comes after it
         watch(heart, 10.0)
         assert len(ended) == 1 and len(gone) == 1 and 2.0 < gone[0] - ended[0] < 6.0, (ended, gone)
-    finally:
-        heart.close()
 
 
 def test_without_a_loop_the_clock_alone_counts():
-    gone: list[float] = []
-    heart = PageHeartbeat(lambda: gone.append(time.monotonic()), gone_after=1.5)
-    try:
+    with heartbeat(1.5) as (heart, gone):
         heart._beat(heart, {"alive": True}, [])
         watch(heart, 6.0)
         assert len(gone) == 1 and 1.5 < gone[0] - heart.last_beat < 5.0, (heart.last_beat, gone)
-    finally:
-        heart.close()
