@@ -7,23 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import browser_page, served
+from browser import browser_page, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def kernels() -> set[int]:
-    """Pids of running ipykernel processes on this machine."""
-    pids = set()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(b"ipykernel" in part for part in cmd):
-                pids.add(int(proc.name))
-    return pids
 
 
 def cpu_seconds(pid: int) -> float:
@@ -32,14 +18,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_closing_the_page_mid_run_stops_its_run():
-    before = kernels()
-    with served() as url, browser_page() as page:
-        page.goto(url, timeout=120_000)
+    with serving() as server, browser_page() as page:
+        page.goto(server.url, timeout=120_000)
         page.wait_for_function(
             "() => [...document.querySelectorAll('button')].some(b => b.innerText.includes('Resample') && !b.disabled)",
             timeout=120_000,
         )
-        ours = kernels() - before  # the page's kernel (and any the server keeps warm)
+        ours = {k.pid for k in server.kernels()}  # the page's kernel: this server's, not another test's
         page.locator("input[type=number]").first.fill("4096")
         page.locator("input[type=number]").first.press("Tab")
         page.get_by_role("button", name="Resample").click()
